@@ -1,0 +1,67 @@
+"""The ``marigold`` console command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .. import __version__
+from . import predict
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # usage errors exit with code 2 and one line
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="marigold", description="Marigold dense prediction: depth, surface normals, intrinsics.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    predict.add_parser(sub)
+    models = sub.add_parser("models", help="list the registered model aliases")
+    models.set_defaults(func=_list_models)
+    return parser
+
+
+def _list_models(args) -> int:
+    from ..registry import list_models
+
+    for m in list_models():
+        print(f"{m.alias:22s} {m.hub_id:42s} {m.task:11s} {m.description}")
+    return 0
+
+
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    if verbose < 2:
+        for noisy in ("diffusers", "transformers", "huggingface_hub", "PIL", "matplotlib"):
+            logging.getLogger(noisy).setLevel(max(level, logging.ERROR))
+        try:
+            import diffusers.utils.logging as dlog
+            import transformers.utils.logging as tlog
+
+            dlog.set_verbosity_error()
+            tlog.set_verbosity_error()
+            dlog.disable_progress_bar()
+        except Exception:  # noqa: BLE001 - logging setup must never fail the command
+            pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    _configure_logging(args.verbose, args.quiet)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""``marigold predict``: run a checkpoint over image files and folders.
+
+Exit codes: 0 all inputs succeeded, 1 any input failed (the others are still processed), 2 usage error
+(bad flag, model that cannot be loaded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from ..io.images import ImageReadError, find_images, load_image
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def add_inference_arguments(p: argparse.ArgumentParser) -> None:
+    """Inference flags shared by ``predict`` and ``evaluate``."""
+    p.add_argument("--model", default="prs-eth/marigold-depth-v1-1",
+                   help="hub id, registry alias or local folder (default: %(default)s)")
+    p.add_argument("--task", choices=("depth", "normals", "intrinsics"),
+                   help="expected task; an error if the checkpoint predicts something else")
+    p.add_argument("--steps", type=int, help="denoising steps (default: the checkpoint's)")
+    p.add_argument("--ensemble", type=int, default=1, help="ensemble size; >1 also writes uncertainty")
+    p.add_argument("--processing-resolution", type=int,
+                   help="long edge the model runs at, 0 = native (default: the checkpoint's)")
+    p.add_argument("--no-match-input-resolution", action="store_true",
+                   help="keep predictions at the processing resolution")
+    p.add_argument("--resample", default="bilinear",
+                   choices=("nearest", "nearest-exact", "bilinear", "bicubic", "area"),
+                   help="resampling for resizing input and output (default: %(default)s)")
+    p.add_argument("--seed", type=int, help="seed; each image then gets Generator('cpu').manual_seed(S)")
+    p.add_argument("--batch-size", type=int, default=1, help="image x ensemble rows per model call")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    p.add_argument("--variant", help="weight file variant, e.g. fp16")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: best available)")
+    p.add_argument("--reduction", help="ensembling reduction (depth/intrinsics: median|mean, normals: closest|mean)")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("predict", help="predict depth / normals / intrinsics for images and folders",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", metavar="INPUTS", help="image files and/or folders (searched recursively)")
+    p.add_argument("--output-dir", required=True, type=Path, help="folder for the output files")
+    add_inference_arguments(p)
+    p.add_argument("--overwrite", action="store_true", help="recompute inputs whose outputs already exist")
+    p.add_argument("--max-megapixels", type=float, default=100.0, help="refuse larger inputs (default: %(default)s)")
+    p.set_defaults(func=run)
+
+
+def assign_stems(paths: list[Path]) -> list[str]:
+    """Output stem per input. Unique file stems are kept; inputs sharing a stem (``a/x.jpg``, ``b/x.png``) get
+    ``<stem>-2``, ``<stem>-3``... in sorted path order, and a warning names the mapping."""
+    by_stem: dict[str, list[int]] = {}
+    for i, p in enumerate(paths):
+        by_stem.setdefault(p.stem.lower(), []).append(i)
+    stems = [p.stem for p in paths]
+    for group in by_stem.values():
+        if len(group) < 2:
+            continue
+        ordered = sorted(group, key=lambda i: str(paths[i]))
+        for k, i in enumerate(ordered[1:], start=2):
+            stems[i] = f"{paths[i].stem}-{k}"
+            logger.warning("%s: stem '%s' is used by %s; writing it as '%s'",
+                           paths[i], paths[i].stem, paths[ordered[0]], stems[i])
+    return stems
+
+
+def _fail(path, reason: str) -> None:
+    print(f"error: {path}: {reason}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..io.atomic import clean_stale_temporaries
+    from ..io.exports import output_names, write_prediction
+    from ..models.checkpoint import CheckpointError
+    from ..pipeline.predictor import Predictor
+
+    for flag, value, minimum in (("--ensemble", args.ensemble, 1), ("--batch-size", args.batch_size, 1),
+                                 ("--steps", args.steps, 1), ("--processing-resolution", args.processing_resolution, 0)):
+        if value is not None and value < minimum:
+            print(f"error: {flag} must be >= {minimum}, got {value}", file=sys.stderr)
+            return EXIT_USAGE
+
+    images, input_errors = find_images(args.inputs)
+    failed = 0
+    for path, reason in input_errors:
+        _fail(path, reason)
+        failed += 1
+
+    try:
+        predictor = Predictor.from_pretrained(args.model, dtype=args.dtype, device=args.device, variant=args.variant)
+    except (CheckpointError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.task and args.task != predictor.task:
+        print(f"error: --task {args.task} but model '{args.model}' predicts {predictor.task}", file=sys.stderr)
+        return EXIT_USAGE
+
+    if args.reduction:
+        try:
+            predictor.codec.check_reduction(args.reduction)
+        except ValueError as exc:
+            print(f"error: --reduction: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+
+    out_dir: Path = args.output_dir
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"error: --output-dir {out_dir}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    clean_stale_temporaries(out_dir)
+
+    stems = assign_stems(images)
+    with_unc = args.ensemble > 1
+    todo = []
+    for path, stem in zip(images, stems):
+        names = output_names(predictor.task, predictor.target_names, stem, with_unc)
+        if not args.overwrite and all((out_dir / n).is_file() for n in names):
+            logger.info("%s: outputs exist, skipping (use --overwrite to recompute)", path)
+            continue
+        todo.append((path, stem))
+
+    ens_kwargs = {"reduction": args.reduction} if args.reduction else None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(todo), desc="images", unit="img", disable=None)
+    # Images are read lazily in chunks of --batch-size so memory stays bounded for large folders.
+    chunk = max(1, args.batch_size)
+    for start in range(0, len(todo), chunk):
+        loaded = []
+        for path, stem in todo[start : start + chunk]:
+            try:
+                loaded.append((path, stem, load_image(path, max_pixels=int(args.max_megapixels * 1e6))))
+            except ImageReadError as exc:
+                _fail(path, str(exc))
+                failed += 1
+                bar.update(1)
+        if not loaded:
+            continue
+        try:
+            outputs = predictor.predict(
+                [arr for _, _, arr in loaded],
+                num_inference_steps=args.steps,
+                ensemble_size=args.ensemble,
+                processing_resolution=args.processing_resolution,
+                match_input_resolution=not args.no_match_input_resolution,
+                resample_method_input=args.resample,
+                resample_method_output=args.resample,
+                batch_size=args.batch_size,
+                seed=args.seed,
+                ensembling_kwargs=ens_kwargs,
+            )
+        except (ValueError, RuntimeError, MemoryError) as exc:
+            outputs = None
+            for path, _, _ in loaded:
+                _fail(path, f"prediction failed ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
+            failed += len(loaded)
+        if outputs is not None:
+            for (path, stem, _), out in zip(loaded, outputs):
+                try:
+                    write_prediction(out_dir, stem, out, predictor.spec.target_properties)
+                except OSError as exc:
+                    _fail(path, f"cannot write outputs ({exc.strerror or exc})")
+                    failed += 1
+        bar.update(len(loaded))
+    bar.close()
+    done = len(images) - (failed - len(input_errors))
+    logger.info("%d image(s) done, %d failed; outputs in %s", done, failed, out_dir)
+    return EXIT_FAILED if failed else EXIT_OK

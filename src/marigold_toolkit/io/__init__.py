@@ -1,0 +1,1 @@
+"""Reading images robustly and writing prediction files atomically."""

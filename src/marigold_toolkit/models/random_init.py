@@ -1,0 +1,218 @@
+"""Randomly initialised checkpoints in exactly the public Marigold layouts.
+
+Used by the tests (``size="tiny"``: seconds on a CPU) and by the benchmarks (``size="full"``: the real SD2
+architecture, whose speed does not depend on the weights). The folders are written by diffusers' own Marigold
+pipelines' ``save_pretrained``, so ``model_index.json`` has the same fields as the public checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+_SCHED_COMMON = dict(
+    num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+    prediction_type="v_prediction", clip_sample=False, set_alpha_to_one=False, steps_offset=1,
+)
+
+_APPEARANCE = {
+    "target_names": ["albedo", "material"],
+    "albedo": {"prediction_space": "srgb", "up_to_scale": False},
+    "material": {"prediction_space": "stack", "sub_target_names": ["roughness", "metallicity", None]},
+    "roughness": {"prediction_space": "linear", "up_to_scale": False},
+    "metallicity": {"prediction_space": "linear", "up_to_scale": False},
+}
+_LIGHTING = {
+    "target_names": ["albedo", "shading", "residual"],
+    "albedo": {"prediction_space": "linear", "up_to_scale": False},
+    "shading": {"prediction_space": "linear", "up_to_scale": True},
+    "residual": {"prediction_space": "linear", "up_to_scale": True},
+}
+
+#: The six public layouts: pipeline class, scheduler and the pipeline config in model_index.json.
+LAYOUTS: dict[str, dict[str, Any]] = {
+    "depth-v1-0": dict(
+        pipeline="MarigoldDepthPipeline", scheduler="DDIMScheduler",
+        scheduler_kwargs=dict(timestep_spacing="leading", rescale_betas_zero_snr=False),
+        config=dict(prediction_type="depth", scale_invariant=True, shift_invariant=True,
+                    default_denoising_steps=10, default_processing_resolution=768),
+    ),
+    "depth-lcm-v1-0": dict(
+        pipeline="MarigoldDepthPipeline", scheduler="LCMScheduler", scheduler_kwargs=dict(),
+        config=dict(prediction_type="depth", scale_invariant=True, shift_invariant=True,
+                    default_denoising_steps=1, default_processing_resolution=768),
+    ),
+    "depth-v1-1": dict(
+        pipeline="MarigoldDepthPipeline", scheduler="DDIMScheduler",
+        scheduler_kwargs=dict(timestep_spacing="trailing", rescale_betas_zero_snr=True),
+        config=dict(prediction_type="depth", scale_invariant=True, shift_invariant=True,
+                    default_denoising_steps=4, default_processing_resolution=768),
+    ),
+    "normals-v1-1": dict(
+        pipeline="MarigoldNormalsPipeline", scheduler="DDIMScheduler",
+        scheduler_kwargs=dict(timestep_spacing="trailing", rescale_betas_zero_snr=True),
+        config=dict(prediction_type="normals", use_full_z_range=True,
+                    default_denoising_steps=4, default_processing_resolution=768),
+    ),
+    "iid-appearance-v1-1": dict(
+        pipeline="MarigoldIntrinsicsPipeline", scheduler="DDIMScheduler",
+        scheduler_kwargs=dict(timestep_spacing="trailing", rescale_betas_zero_snr=True),
+        config=dict(prediction_type="intrinsics", target_properties=_APPEARANCE,
+                    default_denoising_steps=4, default_processing_resolution=768),
+    ),
+    "iid-lighting-v1-1": dict(
+        pipeline="MarigoldIntrinsicsPipeline", scheduler="DDIMScheduler",
+        scheduler_kwargs=dict(timestep_spacing="trailing", rescale_betas_zero_snr=True),
+        config=dict(prediction_type="intrinsics", target_properties=_LIGHTING,
+                    default_denoising_steps=4, default_processing_resolution=768),
+    ),
+}
+
+
+def n_targets_of(layout: str) -> int:
+    props = LAYOUTS[layout]["config"].get("target_properties")
+    return len(props["target_names"]) if props else 1
+
+
+def _byte_alphabet() -> list[str]:
+    """The 256 printable characters byte-level BPE uses for the bytes 0..255 (GPT-2/CLIP convention)."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\xa1"), ord("\xac") + 1))
+    keep += list(range(ord("\xae"), ord("\xff") + 1))
+    extra = 0
+    table = {}
+    for b in range(256):
+        if b in keep:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return [table[b] for b in range(256)]
+
+
+def _tiny_tokenizer_files(folder: Path) -> tuple[Path, Path]:
+    """A byte-level BPE vocabulary with CLIP's special tokens and no merges: any text tokenises offline."""
+    chars = _byte_alphabet()
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": i + len(chars) for i, c in enumerate(chars)})
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab_file, merges_file = folder / "vocab.json", folder / "merges.txt"
+    vocab_file.write_text(json.dumps(vocab), encoding="utf-8")
+    merges_file.write_text("#version: 0.2\n", encoding="utf-8")
+    return vocab_file, merges_file
+
+
+def _architecture(size: str, n_targets: int) -> tuple[dict, dict, dict]:
+    latent = 4
+    if size == "tiny":
+        unet = dict(
+            sample_size=8, in_channels=latent * (1 + n_targets), out_channels=latent * n_targets,
+            block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=32, attention_head_dim=(2, 4),
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), use_linear_projection=True, norm_num_groups=32,
+        )
+        vae = dict(
+            in_channels=3, out_channels=3, latent_channels=latent, block_out_channels=(8, 16, 16, 16),
+            layers_per_block=1, norm_num_groups=8, sample_size=64, scaling_factor=0.18215,
+            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        )
+        text = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                    max_position_embeddings=77, projection_dim=32, hidden_act="gelu")
+    elif size == "full":  # Stable Diffusion 2 (768-v) architecture
+        unet = dict(
+            sample_size=96, in_channels=latent * (1 + n_targets), out_channels=latent * n_targets,
+            block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, cross_attention_dim=1024,
+            attention_head_dim=(5, 10, 20, 20), use_linear_projection=True,
+            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        )
+        vae = dict(
+            in_channels=3, out_channels=3, latent_channels=latent, block_out_channels=(128, 256, 512, 512),
+            layers_per_block=2, sample_size=768, scaling_factor=0.18215,
+            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        )
+        text = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16,
+                    max_position_embeddings=77, projection_dim=512, hidden_act="gelu")
+    else:
+        raise ValueError(f"unknown size {size!r}; use 'tiny' or 'full'")
+    return unet, vae, text
+
+
+def build_random_checkpoint(
+    out_dir: str | Path,
+    layout: str = "depth-v1-1",
+    size: str = "tiny",
+    seed: int = 0,
+    variant: str | None = None,
+    tokenizer_json_only: bool = False,
+) -> Path:
+    """Write a random checkpoint of ``layout`` (one of :data:`LAYOUTS`) to ``out_dir`` and return its path.
+
+    Args:
+        size: ``"tiny"`` (a few MB, for tests) or ``"full"`` (the SD2 architecture, for benchmarks).
+        seed: weights are initialised, then perturbed with N(0, 0.02) noise so no parameter is exactly zero.
+        variant: also save weights under this variant name (e.g. ``"fp16"`` in half precision).
+        tokenizer_json_only: write the tokenizer only as ``tokenizer.json`` (what transformers 5 saves) instead of
+            ``vocab.json`` + ``merges.txt`` (what the public checkpoints carry).
+    """
+    import diffusers
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; one of {sorted(LAYOUTS)}")
+    spec = LAYOUTS[layout]
+    out_dir = Path(out_dir)
+    torch.manual_seed(seed)
+    unet_cfg, vae_cfg, text_cfg = _architecture(size, n_targets_of(layout))
+    unet = UNet2DConditionModel(**unet_cfg)
+    vae = AutoencoderKL(**vae_cfg)
+    tmp_tok = out_dir / "_tokenizer_src"
+    vocab_file, merges_file = _tiny_tokenizer_files(tmp_tok)
+    tokenizer = CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=77)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id, **text_cfg))
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for module in (unet, vae, text_encoder):
+            for p in module.parameters():
+                p.add_(torch.randn(p.shape, generator=gen) * 0.02)
+    scheduler_cls = getattr(diffusers, spec["scheduler"])
+    scheduler = scheduler_cls(**_SCHED_COMMON, **spec["scheduler_kwargs"])
+    pipeline_cls = getattr(diffusers, spec["pipeline"])
+    pipe = pipeline_cls(unet=unet, vae=vae, scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer,
+                        **spec["config"])
+    pipe.save_pretrained(out_dir, safe_serialization=True)
+    if variant is not None:
+        pipe.to(torch.float16 if variant == "fp16" else torch.float32)
+        pipe.save_pretrained(out_dir, safe_serialization=True, variant=variant)
+    _write_tokenizer_files(out_dir / "tokenizer", vocab_file, merges_file, tokenizer_json_only)
+    for f in tmp_tok.iterdir():
+        f.unlink()
+    tmp_tok.rmdir()
+    return out_dir
+
+
+def _write_tokenizer_files(folder: Path, vocab_file: Path, merges_file: Path, json_only: bool) -> None:
+    """Make the tokenizer folder hold ``vocab.json`` + ``merges.txt`` (public layout) or only ``tokenizer.json``."""
+    import shutil
+
+    from transformers import CLIPTokenizerFast
+
+    has_json = (folder / "tokenizer.json").exists()
+    if json_only:
+        if not has_json:
+            CLIPTokenizerFast(vocab_file=str(vocab_file), merges_file=str(merges_file), model_max_length=77).save_pretrained(
+                folder
+            )
+        for name in ("vocab.json", "merges.txt"):
+            (folder / name).unlink(missing_ok=True)
+    else:
+        shutil.copy(vocab_file, folder / "vocab.json")
+        shutil.copy(merges_file, folder / "merges.txt")
+        (folder / "tokenizer.json").unlink(missing_ok=True)

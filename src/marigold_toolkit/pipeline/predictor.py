@@ -1,0 +1,283 @@
+"""The user-facing inference entry point: ``Predictor.from_pretrained(model).predict(images)``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..models.loading import MarigoldComponents, load_components
+from ..tasks import codec_for_spec
+from .denoise import decode_latents, denoise, draw_noise, encode_images, is_stochastic
+from .image_processing import RESAMPLE_METHODS, pad_to_multiple, resize, resize_to_max_edge, to_tensor, unpad
+from .outputs import MarigoldOutput
+
+logger = logging.getLogger(__name__)
+
+ImageLike = Any  # PIL.Image.Image | np.ndarray | torch.Tensor | str | Path
+
+
+def _as_tensor(image: ImageLike) -> torch.Tensor:
+    if isinstance(image, (str, Path)):
+        from ..io.images import load_image
+
+        image = load_image(image)
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover
+        Image = None
+    if Image is not None and isinstance(image, Image.Image):
+        from ..io.images import pil_to_array
+
+        image = pil_to_array(image)
+    return to_tensor(image)
+
+
+class Predictor:
+    """Marigold inference for depth, surface normals and intrinsic decomposition.
+
+    Example::
+
+        predictor = Predictor.from_pretrained("prs-eth/marigold-depth-v1-1")
+        out = predictor.predict("photo.jpg", ensemble_size=5, seed=0)
+        out.prediction  # float32 [H, W] in [0, 1]
+    """
+
+    def __init__(self, components: MarigoldComponents):
+        self.components = components
+        self.spec = components.spec
+        self.codec = codec_for_spec(self.spec)
+        self.unet, self.vae, self.scheduler = components.unet, components.vae, components.scheduler
+        self.latent_stride = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        if type(self.scheduler).__name__ == "DDPMScheduler":
+            from diffusers import DDIMScheduler
+
+            logger.info("checkpoint ships a DDPM scheduler; using DDIM with the same config for inference")
+            self.scheduler = DDIMScheduler.from_config(self.scheduler.config)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str | Path,
+        dtype: str | torch.dtype | None = None,
+        device: str | torch.device | None = None,
+        variant: str | None = None,
+        revision: str | None = None,
+    ) -> Predictor:
+        """Load a checkpoint: hub id (``"prs-eth/marigold-normals-v1-1"``), registry alias or local folder.
+
+        Args:
+            dtype: ``"float32"`` (default), ``"float16"`` or ``"bfloat16"``.
+            device: ``"cpu"``, ``"cuda"``, ``"mps"`` or ``None`` (best available).
+            variant: weight files variant, e.g. ``"fp16"`` (default weights where a component lacks it).
+        """
+        return cls(load_components(model, dtype=dtype, device=device, variant=variant, revision=revision))
+
+    # -- properties -------------------------------------------------------------------------------------------
+    @property
+    def task(self) -> str:
+        return self.spec.task
+
+    @property
+    def target_names(self) -> list[str]:
+        return self.spec.target_names
+
+    @property
+    def device(self) -> torch.device:
+        return self.components.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.components.dtype
+
+    # -- inference --------------------------------------------------------------------------------------------
+    def _resolve(self, num_inference_steps, processing_resolution) -> tuple[int, int]:
+        steps = num_inference_steps if num_inference_steps is not None else self.spec.default_denoising_steps
+        if steps is None:
+            steps = 1 if is_stochastic(self.scheduler) else 10
+            logger.warning("checkpoint has no default_denoising_steps; using %d", steps)
+        res = processing_resolution if processing_resolution is not None else self.spec.default_processing_resolution
+        if res is None:
+            res = 768
+            logger.warning("checkpoint has no default_processing_resolution; using %d", res)
+        if int(steps) < 1:
+            raise ValueError("num_inference_steps must be >= 1")
+        if int(res) < 0:
+            raise ValueError("processing_resolution must be >= 0 (0 = native resolution)")
+        spacing = getattr(self.scheduler.config, "timestep_spacing", None)
+        if type(self.scheduler).__name__ == "DDIMScheduler" and spacing == "leading" and steps < 10:
+            logger.warning(
+                "DDIM 'leading' spacing with %d step(s) starts below t=999 (the E2E-FT bug); use >= 10 steps", steps
+            )
+        return int(steps), int(res)
+
+    def _generators(self, n: int, seed, generator) -> list[torch.Generator]:
+        if generator is not None and seed is not None:
+            raise ValueError("pass either seed or generator, not both")
+        if isinstance(generator, torch.Generator):
+            return [generator] * n
+        if generator is not None:
+            if len(generator) != n:
+                raise ValueError(f"got {len(generator)} generators for {n} images")
+            return list(generator)
+        seeds = seed if isinstance(seed, (list, tuple)) else [seed] * n
+        if len(seeds) != n:
+            raise ValueError(f"got {len(seeds)} seeds for {n} images")
+        gens = []
+        for s in seeds:
+            g = torch.Generator(device="cpu")
+            if s is None:
+                g.seed()
+            else:
+                g.manual_seed(int(s))
+            gens.append(g)
+        return gens
+
+    @torch.no_grad()
+    def predict(
+        self,
+        images: ImageLike | Sequence[ImageLike],
+        num_inference_steps: int | None = None,
+        ensemble_size: int = 1,
+        processing_resolution: int | None = None,
+        match_input_resolution: bool = True,
+        resample_method_input: str = "bilinear",
+        resample_method_output: str = "bilinear",
+        batch_size: int = 1,
+        seed: int | Sequence[int] | None = None,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
+        ensembling_kwargs: dict[str, Any] | None = None,
+        output_uncertainty: bool | None = None,
+        show_progress: bool = False,
+    ) -> MarigoldOutput | list[MarigoldOutput]:
+        """Predict the checkpoint's targets for one image or a list of images (any sizes).
+
+        Args:
+            images: a path, PIL image, ``HxWx3`` array (uint8/uint16 or float in [0, 1]) or ``[3, H, W]`` tensor,
+                or a list of them.
+            num_inference_steps: denoising steps (default: the checkpoint's ``default_denoising_steps``).
+            ensemble_size: predictions per image merged by the task's ensembling.
+            processing_resolution: long edge at which the model runs; 0 = native (default: the checkpoint's).
+            match_input_resolution: resize predictions back to the input size.
+            resample_method_input, resample_method_output: one of ``nearest, nearest-exact, bilinear, bicubic, area``.
+            batch_size: (image x member) rows per UNet/VAE call.
+            seed: one seed for all images (each image then equals diffusers' pipeline called on it alone with
+                ``torch.Generator("cpu").manual_seed(seed)``), or one per image.
+            generator: alternatively a CPU/CUDA generator shared by all images in order, or one per image.
+            ensembling_kwargs: e.g. ``{"reduction": "mean"}``; depth also ``regularizer_strength``, ``max_iter``,
+                ``tol``, ``max_res``.
+            output_uncertainty: uncertainty maps (default: when ``ensemble_size > 1``).
+            show_progress: tqdm bar over denoising rows.
+
+        Returns:
+            A :class:`MarigoldOutput` for a single image, a list for a list.
+        """
+        single = not isinstance(images, (list, tuple))
+        items = [images] if single else list(images)
+        if not items:
+            return []
+        steps, res = self._resolve(num_inference_steps, processing_resolution)
+        if ensemble_size < 1:
+            raise ValueError("ensemble_size must be >= 1")
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        for m in (resample_method_input, resample_method_output):
+            if m not in RESAMPLE_METHODS:
+                raise ValueError(f"unknown resampling {m!r}; use one of {RESAMPLE_METHODS}")
+        if output_uncertainty is None:
+            output_uncertainty = ensemble_size > 1
+        if output_uncertainty and ensemble_size == 1:
+            raise ValueError("uncertainty needs ensemble_size > 1")
+        ens_kwargs = dict(ensembling_kwargs or {})
+        gens = self._generators(len(items), seed, generator)
+
+        # 1. preprocess: [-1, 1], resize, pad; group images by padded size so they can share batches
+        prepared = []
+        for img in items:
+            x = _as_tensor(img).to(device=self.device, dtype=self.dtype)
+            in_size = tuple(x.shape[-2:])
+            x = x * 2.0 - 1.0
+            if res > 0:
+                x = resize_to_max_edge(x, res, resample_method_input)
+            proc_size = tuple(x.shape[-2:])
+            x, padding = pad_to_multiple(x, self.latent_stride)
+            prepared.append((x, padding, in_size, proc_size))
+        groups: dict[tuple, list[int]] = {}
+        for i, (x, *_rest) in enumerate(prepared):
+            groups.setdefault(tuple(x.shape[-2:]), []).append(i)
+
+        self.scheduler.set_timesteps(steps)
+        n_timesteps = len(self.scheduler.timesteps)
+        stochastic = is_stochastic(self.scheduler)
+        settings = {
+            "model": self.spec.source, "num_inference_steps": steps, "ensemble_size": ensemble_size,
+            "processing_resolution": res, "match_input_resolution": match_input_resolution,
+            "resample_method_input": resample_method_input, "resample_method_output": resample_method_output,
+            "scheduler": type(self.scheduler).__name__, "dtype": str(self.dtype).replace("torch.", ""),
+        }
+        T = self.codec.n_targets
+        bar = tqdm(total=len(items) * ensemble_size, desc="Marigold", disable=not show_progress, leave=False)
+        results: list[MarigoldOutput | None] = [None] * len(items)
+        for idxs in groups.values():
+            batch = torch.cat([prepared[i][0] for i in idxs])
+            image_latent = encode_images(self.vae, batch, batch_size)  # [n,4,h,w]
+            del batch
+            c, h, w = image_latent.shape[1] * T, image_latent.shape[2], image_latent.shape[3]
+            plans = [
+                draw_noise(gens[i], ensemble_size, (c, h, w), n_timesteps, stochastic, self.dtype, self.device)
+                for i in idxs
+            ]
+            rows_cond = image_latent.repeat_interleave(ensemble_size, dim=0)
+            rows_noise = torch.cat([p.initial for p in plans])
+            rows_step = torch.cat([p.steps for p in plans]) if stochastic and n_timesteps > 1 else None
+            latents = denoise(
+                self.unet, self.scheduler, rows_cond, rows_noise, self.components.empty_text_embedding.to(self.dtype),
+                steps, batch_size, rows_step, progress=bar.update,
+            )  # [n*E, 4T, h, w]
+            del rows_cond, rows_noise, rows_step
+            flat = latents.reshape(latents.shape[0] * T, image_latent.shape[1], h, w)
+            decoded = decode_latents(self.vae, flat, batch_size, self.codec.decode)  # [n*E*T, C, PH', PW']
+            for j, i in enumerate(idxs):
+                _, padding, in_size, proc_size = prepared[i]
+                members = decoded[j * ensemble_size * T : (j + 1) * ensemble_size * T]
+                members = unpad(members, padding)
+                members = members.reshape(ensemble_size, T, *members.shape[1:])  # [E,T,C,h,w]
+                results[i] = self._finish(
+                    members, output_uncertainty, ens_kwargs, match_input_resolution, resample_method_output,
+                    in_size, proc_size, settings,
+                )
+        bar.close()
+        return results[0] if single else results
+
+    def _finish(self, members, output_uncertainty, ens_kwargs, match, resample, in_size, proc_size, settings):
+        if members.shape[0] > 1:
+            pred, unc = self.codec.ensemble(members, output_uncertainty, **dict(ens_kwargs))
+        else:
+            pred, unc = members[0], None
+        if not output_uncertainty:
+            unc = None
+        if match:
+            pred = resize(pred, in_size, resample)
+            if unc is not None:
+                unc = resize(unc, in_size, resample)
+            pred = self.codec.finalize(pred)
+        targets, uncertainty = {}, ({} if unc is not None else None)
+        for t, name in enumerate(self.codec.target_names):
+            targets[name] = _to_numpy(pred[t])
+            if unc is not None:
+                uncertainty[name] = _to_numpy(unc[t])
+        return MarigoldOutput(
+            task=self.task, targets=targets, uncertainty=uncertainty, input_size=tuple(in_size),
+            processing_size=tuple(proc_size), settings=dict(settings),
+        )
+
+
+def _to_numpy(x: torch.Tensor) -> np.ndarray:
+    """``[C, H, W]`` -> ``[H, W]`` (C = 1) or ``[H, W, C]`` float32."""
+    arr = x.detach().float().cpu().permute(1, 2, 0).numpy()
+    return np.ascontiguousarray(arr[..., 0] if arr.shape[-1] == 1 else arr, dtype=np.float32)
