@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -13,12 +13,26 @@ from typing import IO
 TMP_PREFIX = ".marigold-tmp-"
 
 
+def _create_temporary(folder: Path, suffix: str) -> tuple[int, str]:
+    """Create a new hidden temporary file in ``folder`` like :func:`tempfile.mkstemp`, but with the
+    permissions an ordinary ``open(path, "w")`` gives (``0o666`` minus the umask) instead of mkstemp's
+    ``0o600``, so the renamed output file is readable by others as usual."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        name = os.path.join(folder, f"{TMP_PREFIX}{secrets.token_hex(8)}{suffix}")
+        try:
+            return os.open(name, flags, 0o666), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary file name in {folder}")
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file next to ``path``; on clean exit it replaces ``path``, on error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=path.suffix, dir=path.parent)
+    fd, tmp = _create_temporary(path.parent, path.suffix)
     try:
         with os.fdopen(fd, mode) as f:
             yield f

@@ -42,7 +42,7 @@ def pil_to_array(img: Image.Image) -> np.ndarray:
         return np.repeat(arr[..., None], 3, axis=2)
     if mode == "F":
         arr = np.asarray(img, dtype=np.float32)
-        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+        lo, hi = float(arr.min()), float(arr.max())  # NaN propagates (np.nanmin would hide it)
         if not (np.isfinite(lo) and np.isfinite(hi)):
             raise ImageReadError("floating-point image holds NaN or infinite values")
         if lo < 0 or hi > 1:
@@ -78,6 +78,9 @@ def open_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.I
             if getattr(img, "n_frames", 1) > 1:
                 img.seek(0)
             img.load()
+            if img.mode == "I" and img.format == "PPM":
+                # Pillow reads every >8-bit PGM as mode I on a 0..65535 scale: keep it 16-bit even when dark.
+                img = img.convert("I;16")
             img = ImageOps.exif_transpose(img) or img
     except ImageReadError:
         raise

@@ -188,9 +188,15 @@ def build_random_checkpoint(
     pipe = pipeline_cls(unet=unet, vae=vae, scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer,
                         **spec["config"])
     pipe.save_pretrained(out_dir, safe_serialization=True)
-    if variant is not None:
+    if variant is not None:  # only the variant weight files; configs stay those of the float32 save
+        import shutil
+        import tempfile
+
         pipe.to(torch.float16 if variant == "fp16" else torch.float32)
-        pipe.save_pretrained(out_dir, safe_serialization=True, variant=variant)
+        with tempfile.TemporaryDirectory() as tmp:
+            pipe.save_pretrained(tmp, safe_serialization=True, variant=variant)
+            for f in Path(tmp).glob(f"*/*.{variant}.safetensors"):
+                shutil.copy(f, out_dir / f.parent.name / f.name)
     _write_tokenizer_files(out_dir / "tokenizer", vocab_file, merges_file, tokenizer_json_only)
     for f in tmp_tok.iterdir():
         f.unlink()

@@ -194,6 +194,7 @@ class Predictor:
         if output_uncertainty and ensemble_size == 1:
             raise ValueError("uncertainty needs ensemble_size > 1")
         ens_kwargs = dict(ensembling_kwargs or {})
+        self.codec.check_reduction(ens_kwargs.get("reduction", self.codec.default_reduction))
         gens = self._generators(len(items), seed, generator)
 
         # 1. preprocess: [-1, 1], resize, pad; group images by padded size so they can share batches
