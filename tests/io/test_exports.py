@@ -225,5 +225,5 @@ def test_two_stems_in_one_folder(tmp_path):
     for stem in ("a", "a_depth"):  # a stem that looks like another's output name
         out = MarigoldOutput(task="depth", targets={"depth": np.full((2, 3), 0.5, np.float32)})
         write_prediction(tmp_path, stem, out)
-    expected = [*output_names("depth", ["depth"], "a", False), *output_names("depth", ["depth"], "a_depth", False)]
+    expected = [n for stem in ("a", "a_depth") for n in output_names("depth", ["depth"], stem, False)]
     assert _listing(tmp_path) == sorted(expected)

@@ -110,9 +110,9 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndar
 def find_images(inputs: list[str | os.PathLike]) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Expand files and folders (recursively, sorted) into image files.
 
-    Returns ``(images, errors)``: ``errors`` lists inputs that cannot be used with a reason. Non-image files found
-    inside folders are ignored silently; an explicit file argument is always returned (and fails later if it
-    cannot be read). Duplicates are dropped.
+    Returns ``(images, errors)``: ``errors`` lists inputs that cannot be used with a reason. Non-image and hidden
+    files (e.g. a killed run's ``.marigold-tmp-*``) found inside folders are ignored silently; an explicit file
+    argument is always returned (and fails later if it cannot be read). Duplicates are dropped.
     """
     found: list[Path] = []
     errors: list[tuple[Path, str]] = []
@@ -128,7 +128,8 @@ def find_images(inputs: list[str | os.PathLike]) -> tuple[list[Path], list[tuple
         p = Path(raw)
         if p.is_dir():
             hits = sorted(
-                (q for q in p.rglob("*") if q.is_file() and is_image_path(q)), key=lambda q: str(q).lower()
+                (q for q in p.rglob("*") if q.is_file() and is_image_path(q) and not q.name.startswith(".")),
+                key=lambda q: str(q).lower(),
             )
             if not hits:
                 reason = "is a directory, not an image file" if is_image_path(p) else "folder contains no images"

@@ -64,7 +64,8 @@ def ensemble_depth(
         max_res: the alignment is solved on a nearest-exact copy whose long edge is at most this.
 
     Returns:
-        ``([1, 1, H, W]`` depth normalised to [0, 1], ``[1, 1, H, W]`` uncertainty or ``None)``.
+        ``([1, 1, H, W]`` depth normalised to [0, 1] (kept in its units when neither invariance is set),
+        ``[1, 1, H, W]`` uncertainty or ``None)``.
 
     Example:
         >>> d = torch.rand(1, 1, 4, 5)
@@ -117,6 +118,8 @@ def ensemble_depth(
         depth = apply(depth, res.x)
 
     merged, unc = _reduce(depth, reduction, output_uncertainty)
+    if not scale_invariant:  # absolute (metric) depth: merge only, keep units
+        return merged, unc
     hi = merged.max()
     lo = merged.min() if affine else 0
     rng = (hi - lo).clamp(min=1e-6)
