@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import (
+from ._helpers import (
     TARGETS_OF,
     TASK_OF,
     assert_matches_oracle,

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from .conftest import (
+from ._helpers import (
     assert_matches_oracle,
     check_outputs,
     expected_names,
@@ -35,7 +35,8 @@ def _err_lines(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.strip()]
 
 
-def _cli_subprocess(args, cwd, env_extra=None, **kwargs):
+def _cli_subprocess(args, cwd, env_extra=None):
+    """``(command, env, cwd)`` for ``python -m marigold_toolkit.cli.main ...`` offline."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", **(env_extra or {}))
     cmd = [sys.executable, "-m", "marigold_toolkit.cli.main", *[str(a) for a in args]]
     return cmd, env, cwd
@@ -77,11 +78,11 @@ def test_missing_model_folder_exits_2(tmp_path, capsys):
 def test_task_mismatch_exits_2(tmp_path, capsys, checkpoints):
     img = save_image(tmp_path / "in" / "x.png", 20, 20, seed=0)
     out = tmp_path / "out"
-    rc, _, err = run_cli(capsys, *predict_args(img, checkpoints[LAYOUT], out, res=16, extra=["--task", "normals"]))
+    rc, _, err = run_cli(capsys, *predict_args(img, checkpoints[LAYOUT], out, res=32, extra=["--task", "normals"]))
     assert rc == 2
     assert "normals" in err and "depth" in err and "Traceback" not in err
     assert not out.exists() or not final_files(out)
-    rc, _, err = run_cli(capsys, *predict_args(img, checkpoints[LAYOUT], out, res=16, extra=["--task", "depth"]))
+    rc, _, err = run_cli(capsys, *predict_args(img, checkpoints[LAYOUT], out, res=32, extra=["--task", "depth"]))
     assert rc == 0, err
     assert final_files(out) == expected_names(LAYOUT, "x", 1)
 
@@ -121,7 +122,7 @@ def test_corrupt_input_exits_1_and_others_are_written(tmp_path, capsys, checkpoi
     else:
         bad.write_bytes(b"")
     out = tmp_path / "out"
-    rc, _, err = run_cli(capsys, *predict_args(folder, checkpoints[LAYOUT], out, res=16, batch_size=2))
+    rc, _, err = run_cli(capsys, *predict_args(folder, checkpoints[LAYOUT], out, res=32, batch_size=2))
     assert rc == 1
     lines = _err_lines(err)
     assert len(lines) == 1, err
@@ -134,7 +135,7 @@ def test_missing_explicit_input_exits_1(tmp_path, capsys, checkpoints):
     good = save_image(tmp_path / "in" / "good.png", 20, 20, seed=0)
     missing = tmp_path / "in" / "missing.png"
     out = tmp_path / "out"
-    rc, _, err = run_cli(capsys, *predict_args([missing, good], checkpoints[LAYOUT], out, res=16))
+    rc, _, err = run_cli(capsys, *predict_args([missing, good], checkpoints[LAYOUT], out, res=32))
     assert rc == 1
     lines = _err_lines(err)
     assert len(lines) == 1 and "missing.png" in lines[0] and "Traceback" not in err
@@ -148,7 +149,7 @@ def test_resume_skips_existing_and_overwrite_recomputes(tmp_path, capsys, checkp
     for i, stem in enumerate("abc"):
         save_image(folder / f"{stem}.png", 24 + 4 * i, 28, seed=i)
     out = tmp_path / "out"
-    args = predict_args(folder, checkpoints[layout], out, ensemble=2, res=16, seed=0)
+    args = predict_args(folder, checkpoints[layout], out, ensemble=2, res=32, seed=0)
     rc, _, err = run_cli(capsys, *args)
     assert rc == 0, err
     expected = set().union(*(expected_names(layout, s, 2) for s in "abc"))
@@ -244,7 +245,7 @@ def test_same_stem_in_different_folders_is_not_overwritten(tmp_path, capsys, cap
     for i, (rel, (h, w)) in enumerate(inputs.items()):
         save_image(root / rel, h, w, seed=20 + i)
     out = tmp_path / "out"
-    args = predict_args(root, checkpoints[LAYOUT], out, res=16, seed=2)
+    args = predict_args(root, checkpoints[LAYOUT], out, res=32, seed=2)
     with caplog.at_level(logging.WARNING):
         rc, _, err = run_cli(capsys, *args)
     assert rc == 0, err
@@ -261,7 +262,7 @@ def test_same_stem_in_different_folders_is_not_overwritten(tmp_path, capsys, cap
     assert len(by_shape) == len(inputs)
     for rel, (h, w) in inputs.items():
         stem = by_shape[(h, w)]
-        ref = oracle(LAYOUT, Image.open(root / rel), steps=1, ensemble=1, res=16, seed=2)
+        ref = oracle(LAYOUT, Image.open(root / rel), steps=1, ensemble=1, res=32, seed=2)
         assert_matches_oracle(out, stem, ref)
     assert by_shape[inputs["a/img.png"]] == "img"  # the first in sorted order keeps its name
     assert by_shape[inputs["c/img-2.png"]] == "img-2"  # a real file stem is never taken by a renamed one
@@ -282,7 +283,7 @@ def test_non_image_files_in_folders_are_ignored_silently(tmp_path, capsys, check
     (root / ".DS_Store").write_bytes(b"\x00\x01")
     (root / "x.png.bak").write_bytes(b"old")
     out = tmp_path / "out"
-    rc, _, err = run_cli(capsys, *predict_args(root, checkpoints[LAYOUT], out, res=16))
+    rc, _, err = run_cli(capsys, *predict_args(root, checkpoints[LAYOUT], out, res=32))
     assert rc == 0, err
     assert err.strip() == ""
     assert final_files(out) == expected_names(LAYOUT, "x", 1) | expected_names(LAYOUT, "y", 1)
@@ -293,12 +294,12 @@ def test_unicode_and_spaces_in_paths(tmp_path, capsys, checkpoints, oracle):
     img = save_image(folder / "straße café 图.png", 22, 31, seed=8)
     single = save_image(tmp_path / "other dir" / "naïve file.jpeg", 25, 19, seed=9, quality=95)
     out = tmp_path / "out dir ü"
-    rc, _, err = run_cli(capsys, *predict_args([folder, single], checkpoints[LAYOUT], out, res=16, seed=1))
+    rc, _, err = run_cli(capsys, *predict_args([folder, single], checkpoints[LAYOUT], out, res=32, seed=1))
     assert rc == 0, err
     assert final_files(out) == expected_names(LAYOUT, "straße café 图", 1) | expected_names(LAYOUT, "naïve file", 1)
     check_outputs(out, "straße café 图", LAYOUT, 1, 22, 31)
     check_outputs(out, "naïve file", LAYOUT, 1, 25, 19)
-    ref = oracle(LAYOUT, Image.open(img), steps=1, ensemble=1, res=16, seed=1)
+    ref = oracle(LAYOUT, Image.open(img), steps=1, ensemble=1, res=32, seed=1)
     assert_matches_oracle(out, "straße café 图", ref)
 
 
@@ -321,3 +322,21 @@ def test_exif_rotated_jpeg_gives_rotated_size(tmp_path, capsys, checkpoints, ora
         check_outputs(out, "rot", layout, 1, 40, 24)
         ref = oracle(layout, upright, steps=1, ensemble=1, res=32, seed=3)
         assert_matches_oracle(out, "rot", ref)
+
+
+@pytest.mark.parametrize("sub", ["out", "."], ids=["inside", "same"])
+def test_output_dir_inside_input_folder_is_not_read_back(tmp_path, capsys, checkpoints, sub):
+    """``marigold predict photos --output-dir photos/out`` (or ``photos``) twice: the second run must not take the
+    first run's PNGs for new inputs (which would also defeat resuming)."""
+    root = tmp_path / "photos"
+    save_image(root / "a.png", 24, 32, seed=4)
+    out = root / sub
+    args = predict_args(root, checkpoints[LAYOUT], out, res=32)
+    rc, _, err = run_cli(capsys, *args)
+    assert rc == 0, err
+    expected = expected_names(LAYOUT, "a", 1) | ({"a.png"} if sub == "." else set())
+    assert final_files(out) == expected
+    first = _mtimes(out)
+    rc, _, err = run_cli(capsys, *args)
+    assert rc == 0, err
+    assert _mtimes(out) == first

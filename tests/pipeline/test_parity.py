@@ -161,7 +161,7 @@ def test_input_kinds_are_equivalent(checkpoints, tmp_path):
     ref = p.predict(Image.fromarray(arr), **kw).prediction
     for inp in (arr, arr.astype(np.float32) / 255, str(path), path):
         np.testing.assert_allclose(p.predict(inp, **kw).prediction, ref, atol=1e-5)
-    t = torch.from_numpy(arr).permute(2, 0, 1).float() / 255
+    t = torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255
     np.testing.assert_allclose(p.predict(t, **kw).prediction, ref, atol=1e-4)
 
 

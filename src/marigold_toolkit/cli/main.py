@@ -49,6 +49,14 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
             dlog.set_verbosity_error()
             tlog.set_verbosity_error()
             dlog.disable_progress_bar()
+            # transformers >= 5 shows a "Loading weights" bar on stderr for the text encoder; its switch also
+            # turns off huggingface_hub's download bars, which stay on unless they were off already
+            import huggingface_hub.utils as hub_utils
+
+            hub_bars_on = not hub_utils.are_progress_bars_disabled()
+            tlog.disable_progress_bar()
+            if hub_bars_on:
+                hub_utils.enable_progress_bars()
         except Exception:  # noqa: BLE001 - logging setup must never fail the command
             pass
 

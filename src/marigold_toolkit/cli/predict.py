@@ -59,12 +59,18 @@ def assign_stems(paths: list[Path]) -> list[str]:
     for i, p in enumerate(paths):
         by_stem.setdefault(p.stem.lower(), []).append(i)
     stems = [p.stem for p in paths]
+    taken = {s.lower() for s in stems}  # a new name must not be another input's own stem (a/x, b/x, c/x-2)
     for group in by_stem.values():
         if len(group) < 2:
             continue
         ordered = sorted(group, key=lambda i: str(paths[i]))
-        for k, i in enumerate(ordered[1:], start=2):
+        k = 1
+        for i in ordered[1:]:
+            k += 1
+            while f"{paths[i].stem}-{k}".lower() in taken:
+                k += 1
             stems[i] = f"{paths[i].stem}-{k}"
+            taken.add(stems[i].lower())
             logger.warning("%s: stem '%s' is used by %s; writing it as '%s'",
                            paths[i], paths[i].stem, paths[ordered[0]], stems[i])
     return stems
@@ -109,6 +115,13 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_USAGE
 
     out_dir: Path = args.output_dir
+    # With --output-dir inside (or equal to) an input folder, a rerun finds the earlier results there: they are
+    # outputs, not inputs (explicitly named files are kept).
+    out_root = out_dir.resolve()
+    own_suffixes = tuple(output_names(predictor.task, predictor.target_names, "", True))
+    explicit = {Path(a).resolve() for a in args.inputs if Path(a).is_file()}
+    images = [p for p in images if p.resolve() in explicit
+              or not (p.resolve().parent == out_root and p.name.endswith(own_suffixes))]
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

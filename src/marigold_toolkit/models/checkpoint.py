@@ -100,9 +100,9 @@ def resolve_checkpoint_path(source: str, variant: str | None = None, revision: s
     Raises:
         CheckpointError: the folder does not exist, or the hub id is neither cached nor downloadable.
     """
-    source = resolve_alias(source)
-    if _is_local(source):
+    if _is_local(source):  # a folder wins over a registry alias of the same name
         return Path(os.path.expanduser(source)).resolve()
+    source = resolve_alias(source)
     if not _HUB_ID.fullmatch(source):
         raise CheckpointError(
             f"model '{source}': no such folder, and not a Hugging Face hub id of the form 'org/name'"
