@@ -1,0 +1,1 @@
+"""Evaluation protocol: metrics, alignment, benchmark loaders, the runner and reports."""
