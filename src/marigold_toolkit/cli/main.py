@@ -7,7 +7,7 @@ import logging
 import sys
 
 from .. import __version__
-from . import predict
+from . import evaluate, predict
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,8 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     predict.add_parser(sub)
+    evaluate.add_parser(sub)
     models = sub.add_parser("models", help="list the registered model aliases")
     models.set_defaults(func=_list_models)
+    benchmarks = sub.add_parser("benchmarks", help="list the evaluation benchmarks and their protocol settings")
+    benchmarks.set_defaults(func=_list_benchmarks)
     return parser
 
 
@@ -33,6 +36,16 @@ def _list_models(args) -> int:
 
     for m in list_models():
         print(f"{m.alias:22s} {m.hub_id:42s} {m.task:11s} {m.description}")
+    return 0
+
+
+def _list_benchmarks(args) -> int:
+    from ..evaluation.benchmarks import BENCHMARKS
+
+    for name, cls in BENCHMARKS.items():
+        inf = cls.inference
+        print(f"{name:18s} {cls.task:11s} n={cls.num_samples!s:6s} res={inf.processing_resolution:<4d} "
+              f"ensemble={inf.ensemble_size:<3d} seed={inf.seed:<5d} split={cls.split_file}")
     return 0
 
 

@@ -18,21 +18,21 @@ logger = logging.getLogger(__name__)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def add_inference_arguments(p: argparse.ArgumentParser) -> None:
+def add_inference_arguments(p: argparse.ArgumentParser, ensemble_default: int | None = 1) -> None:
     """Inference flags shared by ``predict`` and ``evaluate``."""
     p.add_argument("--model", default="prs-eth/marigold-depth-v1-1",
                    help="hub id, registry alias or local folder (default: %(default)s)")
     p.add_argument("--task", choices=("depth", "normals", "intrinsics"),
                    help="expected task; an error if the checkpoint predicts something else")
     p.add_argument("--steps", type=int, help="denoising steps (default: the checkpoint's)")
-    p.add_argument("--ensemble", type=int, default=1, help="ensemble size; >1 also writes uncertainty")
+    p.add_argument("--ensemble", type=int, default=ensemble_default, help="ensemble size; >1 also writes uncertainty")
     p.add_argument("--processing-resolution", type=int,
                    help="long edge the model runs at, 0 = native (default: the checkpoint's)")
     p.add_argument("--no-match-input-resolution", action="store_true",
                    help="keep predictions at the processing resolution")
-    p.add_argument("--resample", default="bilinear",
+    p.add_argument("--resample", default=None,
                    choices=("nearest", "nearest-exact", "bilinear", "bicubic", "area"),
-                   help="resampling for resizing input and output (default: %(default)s)")
+                   help="resampling for resizing input and output (default: bilinear)")
     p.add_argument("--seed", type=int, help="seed; each image then gets Generator('cpu').manual_seed(S)")
     p.add_argument("--batch-size", type=int, default=1, help="image x ensemble rows per model call")
     p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
@@ -163,8 +163,8 @@ def run(args: argparse.Namespace) -> int:
                 ensemble_size=args.ensemble,
                 processing_resolution=args.processing_resolution,
                 match_input_resolution=not args.no_match_input_resolution,
-                resample_method_input=args.resample,
-                resample_method_output=args.resample,
+                resample_method_input=args.resample or "bilinear",
+                resample_method_output=args.resample or "bilinear",
                 batch_size=args.batch_size,
                 seed=args.seed,
                 ensembling_kwargs=ens_kwargs,

@@ -1,0 +1,143 @@
+"""``marigold evaluate``: the paper's benchmarks, or a folder of predictions against a folder of ground truth.
+
+Benchmark mode:  marigold evaluate --benchmark NAME --data-dir ROOT --model MODEL [inference flags]
+                 writes report.json, per_image.csv and report.md (published numbers next to ours) to --output-dir;
+                 predictions are cached there, keyed by model and settings (re-scoring is free, runs resume).
+Folder mode:     marigold evaluate --task depth|normals|intrinsics --predictions DIR --ground-truth DIR
+                 [--alignment least_squares|least_squares_disparity|none] [--min-depth X] [--max-depth Y]
+                 --output REPORT.json
+
+Exit codes: 0 report written, 1 some images could not be scored (report still written) or none could,
+2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+from pathlib import Path
+
+from .predict import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_inference_arguments
+
+logger = logging.getLogger(__name__)
+
+ALIGNMENTS = ("least_squares", "least_squares_disparity", "none")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="score a model on a benchmark, or a prediction folder against ground truth",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("benchmark mode")
+    g.add_argument("--benchmark", help="benchmark name (see `marigold benchmarks`)")
+    g.add_argument("--data-dir", type=Path, help="root folder of the benchmark data in its published layout")
+    g.add_argument("--split", type=Path, help="split file (default: the authors' file name under --data-dir)")
+    g.add_argument("--output-dir", type=Path, help="report folder (default: eval/<benchmark>/<model>)")
+    g.add_argument("--max-samples", type=int, help="only the first N samples (quick checks)")
+    g.add_argument("--plot-images", type=int, default=4, help="error maps for the first N images with --plots")
+    add_inference_arguments(g, ensemble_default=None)
+    f = p.add_argument_group("folder mode")
+    f.add_argument("--predictions", type=Path, help="folder of <stem>_<target>.npy predictions")
+    f.add_argument("--ground-truth", type=Path, help="folder of <stem>.npy ground truth (intrinsics: <target>/<stem>.npy)")
+    f.add_argument("--output", type=Path, help="REPORT.json path")
+    f.add_argument("--up-to-scale", default="shading,residual",
+                   help="intrinsic targets compared after scale alignment (default: %(default)s)")
+    c = p.add_argument_group("both")
+    c.add_argument("--alignment", choices=ALIGNMENTS + ("least_square", "least_square_disparity"),
+                   help="depth alignment (default: least_squares, or the benchmark's)")
+    c.add_argument("--min-depth", type=float, help="depth range lower bound in metres (folder mode)")
+    c.add_argument("--max-depth", type=float, help="depth range upper bound in metres (folder mode)")
+    c.add_argument("--plots", action="store_true", help="also write error maps and a histogram as PNG")
+    p.set_defaults(func=run)
+
+
+def _usage(msg: str) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def run(args: argparse.Namespace) -> int:
+    folder_mode = args.predictions is not None or args.ground_truth is not None
+    if folder_mode and args.benchmark:
+        return _usage("use either --benchmark or --predictions/--ground-truth, not both")
+    if folder_mode:
+        return _run_folder(args)
+    if not args.benchmark:
+        return _usage("give --benchmark NAME --data-dir ROOT, or --task --predictions --ground-truth --output")
+    return _run_benchmark(args)
+
+
+def _alignment(args) -> str | None:
+    return {"least_square": "least_squares", "least_square_disparity": "least_squares_disparity"}.get(
+        args.alignment, args.alignment)
+
+
+def _run_folder(args) -> int:
+    from ..evaluation.folder import FolderError, evaluate_folder
+    from ..evaluation.report import write_csv, write_json
+
+    missing = [f for f, v in (("--task", args.task), ("--predictions", args.predictions),
+                              ("--ground-truth", args.ground_truth), ("--output", args.output)) if v is None]
+    if missing:
+        return _usage(f"folder mode needs {', '.join(missing)}")
+    try:
+        report, rows = evaluate_folder(
+            args.task, args.predictions, args.ground_truth, alignment=_alignment(args) or "least_squares",
+            min_depth=args.min_depth, max_depth=args.max_depth,
+            up_to_scale=tuple(t for t in args.up_to_scale.split(",") if t), show_progress=True,
+        )
+    except FolderError as exc:
+        return _usage(str(exc))
+    out: Path = args.output
+    write_json(out, report)
+    write_csv(out.with_name(out.stem + "_per_image.csv"), rows)
+    if args.plots:
+        from ..evaluation.plots import write_plots
+
+        report["plots"] = [str(p) for p in write_plots(out.parent, args.task, rows, [])]
+        write_json(out, report)
+    for stem in report["missing_predictions"]:
+        print(f"warning: {stem}: ground truth without prediction", file=sys.stderr)
+    for stem in report["missing_ground_truth"]:
+        print(f"warning: {stem}: prediction without ground truth", file=sys.stderr)
+    for stem, why in report["failed"].items():
+        print(f"error: {stem}: {why}", file=sys.stderr)
+    logger.info("%d image(s) scored; report %s", report["num_images"], out)
+    return EXIT_FAILED if report["failed"] or report["num_images"] == 0 else EXIT_OK
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text.strip("/").split("/")[-1]) or "model"
+
+
+def _run_benchmark(args) -> int:
+    from ..evaluation.benchmarks import get_benchmark
+    from ..evaluation.runner import evaluate_benchmark, resolve_settings
+    from ..models.checkpoint import CheckpointError
+    from ..pipeline.predictor import Predictor
+
+    if args.data_dir is None:
+        return _usage("--benchmark needs --data-dir")
+    try:
+        bench = get_benchmark(args.benchmark, args.data_dir, args.split)
+    except (KeyError, ValueError, FileNotFoundError) as exc:
+        return _usage(str(exc).strip("'\""))
+    for flag, value, minimum in (("--ensemble", args.ensemble, 1), ("--batch-size", args.batch_size, 1),
+                                 ("--steps", args.steps, 1), ("--max-samples", args.max_samples, 1),
+                                 ("--processing-resolution", args.processing_resolution, 0)):
+        if value is not None and value < minimum:
+            return _usage(f"{flag} must be >= {minimum}, got {value}")
+    try:
+        predictor = Predictor.from_pretrained(args.model, dtype=args.dtype, device=args.device, variant=args.variant)
+    except (CheckpointError, ValueError, OSError) as exc:
+        return _usage(str(exc))
+    if predictor.task != bench.task:
+        return _usage(f"benchmark '{bench.name}' needs a {bench.task} model; '{args.model}' predicts {predictor.task}")
+    settings = resolve_settings(bench, args.steps, args.ensemble, args.processing_resolution, args.seed,
+                                args.batch_size, args.resample)
+    out_dir = args.output_dir or Path("eval") / bench.name / _slug(str(args.model))
+    report = evaluate_benchmark(bench, predictor, out_dir, settings, alignment=_alignment(args),
+                                max_samples=args.max_samples, plots=args.plots, plot_images=args.plot_images)
+    logger.info("%s: %d image(s) scored; report in %s", bench.name, report["num_images"], out_dir)
+    return EXIT_OK if report["num_images"] > 0 else EXIT_FAILED

@@ -1,0 +1,178 @@
+"""Benchmark runner: inference with an on-disk prediction cache, protocol scoring, reports.
+
+Predictions are cached under ``<output_dir>/predictions/<key>/`` where ``key`` hashes the checkpoint identity and
+every inference setting, in the same file format ``marigold predict`` writes (so the cache is also a valid
+``--predictions`` folder). Re-scoring is free, and an interrupted run resumes with the missing images only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..io.exports import save_npy
+from .benchmarks.base import Benchmark, EvalSample
+from .metrics import EmptyMaskError
+from .report import markdown_table, mean_over_images, nest_targets, write_csv, write_json, write_markdown
+from .scoring import score_depth, score_intrinsics, score_normals
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class InferenceSettings:
+    num_inference_steps: int | None
+    ensemble_size: int
+    processing_resolution: int
+    seed: int
+    batch_size: int = 1
+    resample_method: str = "bilinear"
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def resolve_settings(benchmark: Benchmark, steps=None, ensemble=None, processing_resolution=None, seed=None,
+                     batch_size=1, resample=None) -> InferenceSettings:
+    """The benchmark's protocol settings, each overridable."""
+    d = benchmark.inference
+    return InferenceSettings(
+        num_inference_steps=steps if steps is not None else d.num_inference_steps,
+        ensemble_size=ensemble if ensemble is not None else d.ensemble_size,
+        processing_resolution=processing_resolution if processing_resolution is not None else d.processing_resolution,
+        seed=seed if seed is not None else d.seed,
+        batch_size=batch_size,
+        resample_method=resample or d.resample_method,
+    )
+
+
+def _fingerprint(predictor) -> dict[str, Any]:
+    """Checkpoint identity: source, model_index and the weight files' names, sizes and mtimes."""
+    spec = predictor.spec
+    files = sorted(
+        (str(p.relative_to(spec.path)), p.stat().st_size, int(p.stat().st_mtime))
+        for p in spec.path.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin", ".json")
+    )
+    return {"source": spec.source, "model_index": spec.model_index, "files": files,
+            "dtype": str(predictor.dtype), "scheduler": predictor.scheduler.config.get("_class_name")}
+
+
+def cache_key(predictor, settings: InferenceSettings, benchmark: Benchmark) -> str:
+    payload = json.dumps({"model": _fingerprint(predictor), "settings": settings.as_dict(),
+                          "benchmark": benchmark.name}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _pred_files(cache: Path, stem: str, names: list[str]) -> list[Path]:
+    return [cache / f"{stem}_{n}.npy" for n in names]
+
+
+def run_inference(benchmark: Benchmark, predictor, settings: InferenceSettings, cache: Path,
+                  max_samples: int | None = None, show_progress: bool = True) -> int:
+    """Predict every sample whose cached prediction is missing; returns how many were computed."""
+    cache.mkdir(parents=True, exist_ok=True)
+    n = len(benchmark) if max_samples is None else min(max_samples, len(benchmark))
+    computed = 0
+    for i in tqdm(range(n), desc=f"{benchmark.name}: inference", disable=not show_progress):
+        sample = benchmark[i]
+        if all(p.is_file() for p in _pred_files(cache, sample.stem, predictor.target_names)):
+            continue
+        out = predictor.predict(
+            sample.rgb, num_inference_steps=settings.num_inference_steps, ensemble_size=settings.ensemble_size,
+            processing_resolution=settings.processing_resolution, resample_method_input=settings.resample_method,
+            resample_method_output=settings.resample_method, batch_size=settings.batch_size, seed=settings.seed,
+            output_uncertainty=False,
+        )
+        for name, arr in out.targets.items():
+            save_npy(cache / f"{sample.stem}_{name}.npy", arr)
+        computed += 1
+    return computed
+
+
+def score_sample(benchmark: Benchmark, sample: EvalSample, preds: dict[str, np.ndarray], alignment: str | None):
+    """Protocol scoring of one sample; returns ``(metrics, aligned depth or None)``."""
+    if benchmark.task == "depth":
+        return score_depth(preds["depth"], sample.gt, sample.valid_mask, alignment or benchmark.alignment,
+                           benchmark.min_depth, benchmark.max_depth, benchmark.alignment_max_res)
+    if benchmark.task == "normals":
+        return score_normals(preds["normals"], sample.gt, sample.valid_mask), None
+    use_mask = getattr(benchmark, "use_mask", False)
+    return score_intrinsics(preds, sample.gt, sample.valid_mask if use_mask else None,
+                            up_to_scale=getattr(benchmark, "up_to_scale_targets", ("shading", "residual")),
+                            linear_space=getattr(benchmark, "linear_space_targets", ()),
+                            srgb_space=getattr(benchmark, "srgb_space_targets", ()),
+                            masks=sample.meta.get("masks") if use_mask else None), None
+
+
+def evaluate_benchmark(
+    benchmark: Benchmark,
+    predictor,
+    output_dir: str | Path,
+    settings: InferenceSettings,
+    alignment: str | None = None,
+    max_samples: int | None = None,
+    plots: bool = False,
+    plot_images: int = 4,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Run inference (cached), score every sample and write ``report.json``, ``per_image.csv``, ``report.md``."""
+    if predictor.task != benchmark.task:
+        raise ValueError(f"benchmark '{benchmark.name}' is a {benchmark.task} benchmark but the model predicts "
+                         f"{predictor.task}")
+    output_dir = Path(output_dir)
+    key = cache_key(predictor, settings, benchmark)
+    cache = output_dir / "predictions" / key
+    cache.mkdir(parents=True, exist_ok=True)
+    write_json(cache / "settings.json", {"model": predictor.spec.source, "benchmark": benchmark.name,
+                                         **settings.as_dict()})
+    t0 = time.perf_counter()
+    computed = run_inference(benchmark, predictor, settings, cache, max_samples, show_progress)
+    t_infer = time.perf_counter() - t0
+
+    n = len(benchmark) if max_samples is None else min(max_samples, len(benchmark))
+    rows, excluded, plot_data = [], [], []
+    for i in tqdm(range(n), desc=f"{benchmark.name}: scoring", disable=not show_progress):
+        sample = benchmark[i]
+        preds = {name: np.load(p) for name, p in zip(predictor.target_names,
+                                                       _pred_files(cache, sample.stem, predictor.target_names))}
+        try:
+            metrics, aligned = score_sample(benchmark, sample, preds, alignment)
+        except EmptyMaskError:
+            excluded.append(sample.stem)
+            continue
+        rows.append({"stem": sample.stem, **metrics})
+        if plots and len(plot_data) < plot_images:
+            plot_data.append((sample, preds, aligned))
+    means = mean_over_images(rows)
+    report = {
+        "benchmark": benchmark.name,
+        "task": benchmark.task,
+        **nest_targets(means),
+        "num_images": len(rows),
+        "num_excluded_no_valid_pixels": len(excluded),
+        "excluded_no_valid_pixels": excluded,
+        "settings": {"model": predictor.spec.source, "alignment": alignment or benchmark.alignment,
+                     "min_depth": benchmark.min_depth, "max_depth": benchmark.max_depth,
+                     "dtype": str(predictor.dtype).replace("torch.", ""), **settings.as_dict()},
+        "prediction_cache": str(cache),
+        "num_predicted_this_run": computed,
+        "inference_seconds_this_run": round(t_infer, 3),
+    }
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_json(output_dir / "report.json", report)
+    write_csv(output_dir / "per_image.csv", rows)
+    write_markdown(output_dir / "report.md", markdown_table(benchmark.name, means, report["settings"]))
+    if plots:
+        from .plots import write_plots
+
+        report["plots"] = [str(p) for p in write_plots(output_dir, benchmark.task, rows, plot_data)]
+        write_json(output_dir / "report.json", report)
+    return report
