@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from marigold_toolkit.cli.main import main
+from ..cli._helpers import run_cli
 
 DEPTH_KEYS = ["abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "delta1", "delta2", "delta3"]
 NORMALS_KEYS = ["mean_angular_error", "median_angular_error", "within_5", "within_7.5", "within_11.25",
@@ -32,11 +33,8 @@ def _reference_depth(pred, gt, mask, lo, hi):
 
 
 def _run(args, capsys):
-    try:
-        code = main(args)
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr()
+    code, out, err = run_cli(capsys, *args)
+    return code, SimpleNamespace(out=out, err=err)
 
 
 @pytest.fixture

@@ -5,23 +5,22 @@ from __future__ import annotations
 import csv
 import json
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
-from marigold_toolkit.cli.main import main
 from marigold_toolkit.evaluation.alignment import align_depth
 from marigold_toolkit.evaluation.benchmarks import get_benchmark
 from marigold_toolkit.evaluation.metrics import depth_metrics
 
+from ..cli._helpers import run_cli
 from .test_benchmarks import make_hypersim, make_nyu
 
 
 def _run(args, capsys):
-    try:
-        code = main(args)
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr()
+    code, out, err = run_cli(capsys, *args)
+    return code, SimpleNamespace(out=out, err=err)
 
 
 def test_nyu_benchmark_run_cache_and_resume(tmp_path, checkpoints, capsys):
