@@ -7,7 +7,7 @@ import logging
 import sys
 
 from .. import __version__
-from . import evaluate, predict
+from . import evaluate, predict, train
 
 
 class _Parser(argparse.ArgumentParser):
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     predict.add_parser(sub)
     evaluate.add_parser(sub)
+    train.add_parser(sub)
     models = sub.add_parser("models", help="list the registered model aliases")
     models.set_defaults(func=_list_models)
     benchmarks = sub.add_parser("benchmarks", help="list the evaluation benchmarks and their protocol settings")

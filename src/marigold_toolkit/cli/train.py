@@ -1,0 +1,45 @@
+"""``marigold train CONFIG [key=value ...]``: the Marigold fine-tuning protocol.
+
+Multi-GPU: ``accelerate launch --num_processes N -m marigold_toolkit.cli.main train CONFIG``. Rerunning the
+same command resumes from the last complete checkpoint in ``output_dir``.
+
+Exit codes: 0 finished, 1 training stopped (e.g. non-finite loss; the last good checkpoint is kept), 2 usage or
+configuration error (reported before any work starts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="fine-tune a Marigold model from a YAML config",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", type=Path, help="YAML config, e.g. configs/train/depth.yaml")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.max_iter=100")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..models.checkpoint import CheckpointError
+    from ..training.config import ConfigError, load_config
+    from ..training.trainer import Trainer, TrainingError
+
+    try:
+        cfg = load_config(args.config, args.overrides)
+        trainer = Trainer(cfg)
+    except (ConfigError, CheckpointError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        summary = trainer.train()
+    except TrainingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    logger.info("finished %d steps; checkpoint %s", summary["steps"], summary["checkpoint"])
+    return 0
