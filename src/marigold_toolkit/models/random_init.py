@@ -222,3 +222,37 @@ def _write_tokenizer_files(folder: Path, vocab_file: Path, merges_file: Path, js
         shutil.copy(vocab_file, folder / "vocab.json")
         shutil.copy(merges_file, folder / "merges.txt")
         (folder / "tokenizer.json").unlink(missing_ok=True)
+
+
+def build_random_sd2_base(out_dir: str | Path, size: str = "tiny", seed: int = 0) -> Path:
+    """A random Stable Diffusion 2 style text-to-image checkpoint (4-channel UNet, v-prediction DDIM scheduler)
+    in diffusers' ``StableDiffusionPipeline`` layout: the starting point of Marigold fine-tuning in tests."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    out_dir = Path(out_dir)
+    torch.manual_seed(seed)
+    unet_cfg, vae_cfg, text_cfg = _architecture(size, 1)
+    unet_cfg = dict(unet_cfg, in_channels=4, out_channels=4)
+    unet, vae = UNet2DConditionModel(**unet_cfg), AutoencoderKL(**vae_cfg)
+    tmp_tok = out_dir / "_tokenizer_src"
+    vocab_file, merges_file = _tiny_tokenizer_files(tmp_tok)
+    tokenizer = CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=77)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id, **text_cfg))
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for module in (unet, vae, text_encoder):
+            for p in module.parameters():
+                p.add_(torch.randn(p.shape, generator=gen) * 0.02)
+    scheduler = DDIMScheduler(**_SCHED_COMMON)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.save_pretrained(out_dir, safe_serialization=True)
+    _write_tokenizer_files(out_dir / "tokenizer", vocab_file, merges_file, False)
+    for f in tmp_tok.iterdir():
+        f.unlink()
+    tmp_tok.rmdir()
+    return out_dir

@@ -43,38 +43,6 @@ def micro_batch_seed(seed: int, k: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(k)]).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
-class MicroBatchDataset(torch.utils.data.Dataset):
-    """Map-style dataset whose item ``k`` is the collated global micro-batch ``k`` (so DataLoader workers can
-    prefetch while the order stays a pure function of ``k``). Corrupt samples are logged and replaced by the next
-    index of the same dataset."""
-
-    def __init__(self, datasets, sampler, max_retries: int = 8):
-        self.datasets, self.sampler, self.max_retries = datasets, sampler, max_retries
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-    def _load(self, d: int, idx: int, aug_seed: int) -> dict[str, Any]:
-        from ..data import CorruptSampleError
-
-        ds = self.datasets[d]
-        for attempt in range(self.max_retries):
-            j = (idx + attempt) % len(ds)
-            try:
-                return ds.load(j, np.random.default_rng(aug_seed))
-            except CorruptSampleError as exc:
-                logger.warning("skipping corrupt sample %s", exc)
-        raise TrainingError(f"{self.max_retries} corrupt samples in a row in dataset {d} from index {idx}")
-
-    def __getitem__(self, k: int) -> dict[str, Any]:
-        items = [self._load(d, idx, s) for d, idx, s in self.sampler.micro_batch(int(k))]
-        batch: dict[str, Any] = {"k": int(k)}
-        for key in items[0]:
-            vals = [it[key] for it in items]
-            batch[key] = torch.stack(vals) if torch.is_tensor(vals[0]) else vals
-        return batch
-
-
 class Trainer:
     """Fine-tune a UNet with the Marigold protocol. ``cfg`` comes from :func:`~.config.load_config`."""
 
@@ -238,6 +206,8 @@ class Trainer:
     def _loader(self):
         k0 = self.start_step * self.accum_total
         ks = list(range(k0 + self.rank, self.cfg.optim.max_iter * self.accum_total, self.world))
+        from ..data import MicroBatchDataset
+
         ds = MicroBatchDataset(self.train_sets, self.sampler)
         nw = int(self.cfg.data.num_workers)
         return torch.utils.data.DataLoader(ds, batch_size=None, sampler=ks, num_workers=nw,
@@ -296,7 +266,7 @@ class Trainer:
             (self.out / "config.yaml").write_text(_yaml(cfg))
         max_iter = cfg.optim.max_iter
         step = self.start_step
-        bar = tqdm(total=max_iter, initial=step, desc="train", disable=not self.acc.is_main_process)
+        bar = tqdm(total=max_iter, initial=step, desc="train", disable=None if self.acc.is_main_process else True)
         loader = iter(self._loader())
         self.unet.train()
         t0, losses, last_val = time.perf_counter(), [], {}
@@ -304,6 +274,8 @@ class Trainer:
             step_loss = 0.0
             for a in range(self.accum_local):
                 batch = next(loader)
+                if batch["size"] == 0:  # every sample of this micro-batch was corrupt (logged by the loader)
+                    continue
                 sync = a == self.accum_local - 1
                 ctx = self.acc.no_sync(self.unet) if not sync else contextlib.nullcontext()
                 with ctx:

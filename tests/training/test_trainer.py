@@ -1,0 +1,204 @@
+"""The trainer end to end on tiny models and a synthetic folder dataset: it learns, its checkpoints load in
+diffusers and in our predictor, a SIGKILLed run resumes to the same weights, two processes equal one."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from marigold_toolkit.models.random_init import build_random_sd2_base
+from marigold_toolkit.training.config import load_config
+from marigold_toolkit.training.trainer import Trainer, TrainingError
+
+SIZE = 32
+
+
+def _scene(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A slanted background plane with a box in front of it; the image shows depth as brightness and tint."""
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE] / (SIZE - 1)
+    a, b = rng.uniform(-1, 1, 2)
+    depth = 6.0 + 2.0 * (a * xx + b * yy)
+    y0, x0 = rng.integers(2, SIZE // 2, 2)
+    h, w = rng.integers(6, SIZE // 2, 2)
+    depth[y0:y0 + h, x0:x0 + w] = rng.uniform(1.0, 2.5)
+    d = (depth - 1.0) / 7.0
+    tint = rng.uniform(0.6, 1.0, 3)
+    rgb = np.clip((1 - d)[..., None] * tint * 255, 0, 255).astype(np.uint8)
+    return rgb, depth.astype(np.float32)
+
+
+def make_folder_dataset(root: Path, n: int, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    (root / "rgb").mkdir(parents=True, exist_ok=True)
+    (root / "depth").mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        rgb, depth = _scene(rng)
+        Image.fromarray(rgb).save(root / "rgb" / f"s{i:03d}.png")
+        np.save(root / "depth" / f"s{i:03d}.npy", depth)
+    return root
+
+
+def _pretrain_vae(folder: Path, steps: int = 150) -> None:
+    """Make the tiny random VAE a rough autoencoder of these images (a random one does not reconstruct), so a
+    better latent prediction means a better decoded depth."""
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(folder / "vae")
+    rng = np.random.default_rng(123)
+    opt = torch.optim.Adam(vae.parameters(), lr=2e-3)
+    torch.manual_seed(0)
+    for _ in range(steps):
+        scenes = [_scene(rng) for _ in range(8)]
+        imgs = [torch.from_numpy(r).permute(2, 0, 1).float() / 127.5 - 1 for r, _ in scenes[:4]]
+        for _, d in scenes[4:]:
+            dn = (d - d.min()) / (np.ptp(d) + 1e-6) * 2 - 1
+            imgs.append(torch.from_numpy(dn)[None].repeat(3, 1, 1).float())
+        x = torch.stack(imgs)
+        rec = vae.decode(vae.encode(x).latent_dist.mode()).sample
+        loss = torch.nn.functional.mse_loss(rec, x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    vae.save_pretrained(folder / "vae", safe_serialization=True)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    folder = build_random_sd2_base(tmp_path_factory.mktemp("sd2") / "base")
+    _pretrain_vae(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("toy")
+    return make_folder_dataset(root / "train", 24, 0), make_folder_dataset(root / "val", 6, 1)
+
+
+def write_config(path: Path, base: Path, data: tuple[Path, Path], out: Path, **over) -> Path:
+    max_iter = over.get("max_iter", 10)
+    text = f"""
+task: depth
+targets: [depth]
+seed: 7
+output_dir: {out}
+model: {{base: {base}}}
+pipeline: {{default_denoising_steps: 1, default_processing_resolution: 0}}
+optim:
+  lr: {over.get("lr", 5.0e-4)}
+  micro_batch_size: 2
+  effective_batch_size: {over.get("effective_batch_size", 4)}
+  max_iter: {max_iter}
+  lr_scheduler: {{total_iter: {max_iter}, final_ratio: 0.1, warmup_steps: {over.get("warmup", 2)}}}
+data:
+  num_workers: 0
+  train: [{{name: folder, root: {data[0]}, prob: 1.0}}]
+  val: [{{name: folder, root: {data[1]}}}]
+validation: {{period: {over.get("val_period", 0)}, num_inference_steps: {over.get("val_steps", 1)}, processing_resolution: 0, max_samples: 6}}
+checkpoint: {{period: {over.get("ckpt_period", 5)}, keep_last: 2, backup_period: 0}}
+logging: {{period: 5, tensorboard: false}}
+"""
+    path.write_text(text)
+    return path
+
+
+def test_tiny_run_learns_and_checkpoint_loads_everywhere(base, data, tmp_path):
+    cfg = load_config(write_config(tmp_path / "c.yaml", base, data, tmp_path / "run", max_iter=250, lr=3e-3,
+                                   warmup=10, ckpt_period=250, val_steps=4))
+    trainer = Trainer(cfg)
+    before = trainer.validate(0)["val/folder/abs_rel"]
+    summary = trainer.train()
+    after = trainer.validate(250)["val/folder/abs_rel"]
+    losses = summary["losses"]
+    assert summary["steps"] == 250 and len(losses) == 250
+    assert np.mean(losses[-20:]) < 0.7 * np.mean(losses[:20]), (np.mean(losses[:20]), np.mean(losses[-20:]))
+    assert after < 0.8 * before, (before, after)
+
+    ckpt = Path(summary["checkpoint"])
+    assert ckpt.name == "step-000250" and (ckpt / "COMPLETE").is_file()
+    import diffusers
+
+    from marigold_toolkit import Predictor
+
+    pipe = diffusers.MarigoldDepthPipeline.from_pretrained(ckpt)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.unet.config.in_channels == 8 and pipe.scheduler.config.timestep_spacing == "trailing"
+    assert pipe.scheduler.config.rescale_betas_zero_snr
+    img = Image.open(next((data[1] / "rgb").glob("*.png")))
+    ref = pipe(img, num_inference_steps=1, processing_resolution=0,
+               generator=torch.Generator("cpu").manual_seed(0)).prediction[0, ..., 0]
+    ours = Predictor.from_pretrained(ckpt).predict(img, seed=0)
+    np.testing.assert_allclose(ours.prediction, ref, atol=1e-4)
+    assert ours.settings["num_inference_steps"] == 1
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    latest = (run / "checkpoints" / "latest").read_text().strip()
+    return load_file(run / "checkpoints" / latest / "unet" / "diffusion_pytorch_model.safetensors")
+
+
+def _cli(cfg: Path, env_extra=None) -> list[str]:
+    return [sys.executable, "-m", "marigold_toolkit.cli.main", "-q", "train", str(cfg)]
+
+
+def test_sigkill_resume_gives_the_same_weights(base, data, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    full = write_config(tmp_path / "full.yaml", base, data, tmp_path / "full", max_iter=12, ckpt_period=2)
+    r = subprocess.run(_cli(full), env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+    killed = write_config(tmp_path / "killed.yaml", base, data, tmp_path / "killed", max_iter=12, ckpt_period=2)
+    proc = subprocess.Popen(_cli(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpts = tmp_path / "killed" / "checkpoints"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (ckpts / "step-000006" / "COMPLETE").exists():
+        time.sleep(0.05)
+    time.sleep(0.3)  # kill somewhere in the middle of later steps (possibly while a checkpoint is written)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (ckpts / "step-000006").is_dir(), "the run was killed before its first checkpoints"
+    assert not (ckpts / "step-000012").exists(), "the run finished before it was killed"
+    r = subprocess.run(_cli(killed), env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "killed")
+    assert a.keys() == b.keys()
+    diff = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert diff <= 1e-6, diff  # documented tolerance: bitwise on one CPU build, float noise across hardware
+    assert not list(ckpts.glob(".tmp-*"))
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(base, data, tmp_path, monkeypatch):
+    cfg = load_config(write_config(tmp_path / "c.yaml", base, data, tmp_path / "run", max_iter=6, ckpt_period=2))
+    trainer = Trainer(cfg)
+    real = trainer.micro_batch_loss
+    calls = {"n": 0}
+
+    def flaky(batch):
+        calls["n"] += 1
+        loss = real(batch)
+        return loss * float("nan") if calls["n"] > 8 else loss  # steps 1-4 fine (2 micro-batches each)
+
+    monkeypatch.setattr(trainer, "micro_batch_loss", flaky)
+    with pytest.raises(TrainingError, match=r"non-finite loss .* at step 5 .*step-000004"):
+        trainer.train()
+    assert (tmp_path / "run" / "checkpoints" / "latest").read_text().strip() == "step-000004"
+
+
+def test_missing_dataset_root_is_an_error_before_work(base, tmp_path, capsys):
+    from marigold_toolkit.cli.main import main
+
+    cfg = write_config(tmp_path / "c.yaml", base, (tmp_path / "nope", tmp_path / "nope"), tmp_path / "run")
+    assert main(["train", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "nope" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
