@@ -202,3 +202,75 @@ def test_missing_dataset_root_is_an_error_before_work(base, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "nope" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+def _folder_task_data(root: Path, task: str, n: int = 6) -> Path:
+    rng = np.random.default_rng(3)
+    (root / "rgb").mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        rgb, depth = _scene(rng)
+        Image.fromarray(rgb).save(root / "rgb" / f"s{i}.png")
+        if task == "normals":
+            gy, gx = np.gradient(depth)
+            nrm = np.stack([-gx, gy, np.ones_like(depth)], -1)
+            (root / "normals").mkdir(exist_ok=True)
+            np.save(root / "normals" / f"s{i}.npy", (nrm / np.linalg.norm(nrm, axis=-1, keepdims=True)).astype(np.float32))
+        else:
+            for t in ("albedo", "shading", "residual"):
+                (root / t).mkdir(exist_ok=True)
+                np.save(root / t / f"s{i}.npy", rng.uniform(0, 1, (SIZE, SIZE, 3)).astype(np.float32))
+    return root
+
+
+@pytest.mark.parametrize("task,targets,mode", [
+    ("normals", ["normals"], "diffusion"),
+    ("intrinsics", ["albedo", "shading", "residual"], "diffusion"),
+    ("depth", ["depth"], "e2e"),
+    ("normals", ["normals"], "e2e"),
+])
+def test_every_task_and_e2e_mode_train_and_save_loadable_checkpoints(base, data, tmp_path, task, targets, mode):
+    import diffusers
+
+    folder = data[0] if task == "depth" else _folder_task_data(tmp_path / "d", task)
+    props = ("{target_names: [albedo, shading, residual], albedo: {prediction_space: linear}, "
+             "shading: {prediction_space: linear, up_to_scale: true}, "
+             "residual: {prediction_space: linear, up_to_scale: true}}") if task == "intrinsics" else "null"
+    cfgp = write_config(tmp_path / "c.yaml", base, (folder, folder), tmp_path / "run", max_iter=3, ckpt_period=3,
+                        val_period=3)
+    cfg = load_config(cfgp, [f"task={task}", f"targets=[{','.join(targets)}]", f"diffusion.mode={mode}",
+                             f"pipeline.target_properties={props}", "validation.max_samples=2"])
+    summary = Trainer(cfg).train()
+    assert summary["steps"] == 3 and all(np.isfinite(summary["losses"]))
+    assert summary["validation"] and all(np.isfinite(v) for v in summary["validation"].values())
+    ckpt = Path(summary["checkpoint"])
+    cls = {"depth": diffusers.MarigoldDepthPipeline, "normals": diffusers.MarigoldNormalsPipeline,
+           "intrinsics": diffusers.MarigoldIntrinsicsPipeline}[task]
+    pipe = cls.from_pretrained(ckpt)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.unet.config.in_channels == 4 * (1 + len(targets))
+    assert pipe.unet.config.out_channels == 4 * len(targets)
+    out = pipe(Image.open(next((folder / "rgb").glob("*.png"))), num_inference_steps=1, processing_resolution=0)
+    assert np.isfinite(out.prediction).all()
+
+
+def test_two_processes_equal_one_with_the_same_effective_batch(base, data, tmp_path):
+    """`accelerate launch --num_processes 2` (gloo on CPU) reaches the weights of one process: each optimizer step
+    consumes the same global micro-batches, gradients are averaged across processes."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = write_config(tmp_path / "one.yaml", base, data, tmp_path / "one", max_iter=3, ckpt_period=3)
+    two = write_config(tmp_path / "two.yaml", base, data, tmp_path / "two", max_iter=3, ckpt_period=3)
+    r = subprocess.run(_cli(one), env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", "--multi_gpu", "-m", "marigold_toolkit.cli.main",
+              "-q", "train", str(two)]
+    r = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    from marigold_toolkit.training.checkpoint import find_latest, load_trainer_state
+
+    assert load_trainer_state(find_latest(tmp_path / "two" / "checkpoints"))["world_size"] == 2
+    assert load_trainer_state(find_latest(tmp_path / "one" / "checkpoints"))["world_size"] == 1
+    a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    diff = max((a[k] - b[k]).abs().max().item() for k in a)
+    ref = max(a[k].abs().max().item() for k in a)
+    assert diff <= 1e-5 * max(ref, 1.0), diff  # float summation order differs between 1 and 2 processes

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,9 @@ class Trainer:
         from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 
         self.cfg = cfg
-        self.acc = accelerator or Accelerator(mixed_precision=cfg.model.mixed_precision)
+        # several processes without CUDA (e.g. `accelerate launch --multi_gpu` on a CPU machine): DDP over gloo
+        multi_cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+        self.acc = accelerator or Accelerator(mixed_precision=cfg.model.mixed_precision, cpu=multi_cpu)
         self.world, self.rank = self.acc.num_processes, self.acc.process_index
         o = cfg.optim
         self.accum_total = o.effective_batch_size // o.micro_batch_size
@@ -244,6 +247,7 @@ class Trainer:
             state = {"step": step, "optimizer": self.optimizer.state_dict(),
                      "lr_scheduler": self.lr_scheduler.state_dict(),
                      "effective_batch_size": int(self.cfg.optim.effective_batch_size),
+                     "world_size": int(self.world),
                      "seed": int(self.cfg.seed)}
             save_checkpoint(folder, self.acc.unwrap_model(self.unet), self.base_path, self.cfg.task,
                             to_container(self.cfg.pipeline), self.inference_scheduler, state)
