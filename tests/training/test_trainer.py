@@ -274,3 +274,42 @@ def test_two_processes_equal_one_with_the_same_effective_batch(base, data, tmp_p
     diff = max((a[k] - b[k]).abs().max().item() for k in a)
     ref = max(a[k].abs().max().item() for k in a)
     assert diff <= 1e-5 * max(ref, 1.0), diff  # float summation order differs between 1 and 2 processes
+
+
+def test_tensorboard_logs_mixed_precision_and_continued_fine_tuning(base, data, tmp_path, checkpoints):
+    """Continued fine-tuning from an existing Marigold checkpoint (no surgery needed), bf16 autocast, and
+    TensorBoard event files next to metrics.jsonl."""
+    cfgp = write_config(tmp_path / "c.yaml", base, data, tmp_path / "run", max_iter=2, ckpt_period=2, warmup=1)
+    cfg = load_config(cfgp, [f"model.base={checkpoints['depth-v1-1']}", "model.mixed_precision=bf16",
+                             "logging.tensorboard=true", "logging.period=1"])
+    trainer = Trainer(cfg)
+    assert trainer.acc.unwrap_model(trainer.unet).config.in_channels == 8
+    summary = trainer.train()
+    assert all(np.isfinite(summary["losses"]))
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and '"train/loss"' in lines[0] and '"train/lr"' in lines[0]
+    assert (tmp_path / "run" / "config.yaml").is_file()
+
+
+def test_depth_target_round_trip_through_the_vae(base):
+    """normalise -> codec.encode -> VAE (posterior mean) -> VAE decode -> codec.decode recovers the map (up to
+    the tiny autoencoder's reconstruction error)."""
+    from diffusers import AutoencoderKL
+
+    from marigold_toolkit.tasks import DepthCodec
+    from marigold_toolkit.training.targets import encode_targets, normalize_depth
+
+    vae = AutoencoderKL.from_pretrained(base / "vae")
+    codec = DepthCodec()
+    rng = np.random.default_rng(9)
+    depth = torch.from_numpy(np.stack([_scene(rng)[1] for _ in range(3)]))[:, None]
+    norm = normalize_depth(depth, depth > 0)
+    with torch.no_grad():
+        latent = encode_targets(vae, codec, {"depth": norm})
+        decoded = codec.decode(vae.decode(latent / vae.config.scaling_factor).sample)  # [0, 1]
+    expected = (norm + 1) / 2
+    corr = np.corrcoef(decoded.flatten().numpy(), expected.flatten().numpy())[0, 1]
+    assert latent.shape == (3, 4, SIZE // 8, SIZE // 8)
+    other = np.corrcoef(decoded.flatten().numpy(), expected.roll(1, dims=0).flatten().numpy())[0, 1]
+    assert corr > 0.7 and corr > other + 0.3, (corr, other)
