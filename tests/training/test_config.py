@@ -79,3 +79,9 @@ def test_base_config_cycle(tmp_path):
     (tmp_path / "b.yaml").write_text("base_config: a.yaml\n")
     with pytest.raises(ConfigError, match="cycle"):
         load_config(tmp_path / "a.yaml")
+
+
+def test_override_inside_a_dataset_list():
+    cfg = load_config(CONFIGS / "depth.yaml", ["data.train.0.root=/data/hs", "data.train.1.prob=0.2"])
+    assert cfg.data.train[0].root == "/data/hs" and cfg.data.train[1].prob == pytest.approx(0.2)
+    assert cfg.data.train[1].name == "vkitti_depth"

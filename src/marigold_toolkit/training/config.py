@@ -164,11 +164,18 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> DictCon
             bad = [o for o in overrides if "=" not in o]
             if bad:
                 raise ConfigError(f"override {bad[0]!r} must look like key=value")
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+            for item in overrides:
+                key, _, text = item.partition("=")
+                value = OmegaConf.from_dotlist([f"v={text}"]).v  # YAML-typed value
+                if OmegaConf.select(cfg, key, default="__missing__") == "__missing__" and "." in key:
+                    parent = OmegaConf.select(cfg, key.rsplit(".", 1)[0])
+                    if parent is None or not isinstance(parent, DictConfig):
+                        raise ConfigError(f"override {item!r}: no such key '{key}'")
+                OmegaConf.update(cfg, key, value, merge=True)
         cfg.data.train = [OmegaConf.merge(OmegaConf.structured(DatasetConfig), d) for d in cfg.data.train]
         cfg.data.val = [OmegaConf.merge(OmegaConf.structured(DatasetConfig), d) for d in cfg.data.val]
         OmegaConf.resolve(cfg)
-    except OmegaConfBaseException as exc:
+    except (OmegaConfBaseException, TypeError) as exc:
         msg = str(exc).splitlines()[0]
         key = getattr(exc, "full_key", None)
         raise ConfigError(f"{path}: {msg}" + (f" (key '{key}')" if key else "")) from None
