@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from marigold_toolkit.models.random_init import _architecture, build_random_checkpoint
+from marigold_toolkit.models.random_init import architecture_config, build_random_checkpoint
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +28,7 @@ def make_base_unet(seed: int = 0):
     """A tiny UNet2DConditionModel with SD2's 4-in / 4-out latent layout, random non-zero weights."""
     from diffusers import UNet2DConditionModel
 
-    cfg, _, _ = _architecture("tiny", 1)
+    cfg, _, _ = architecture_config("tiny", 1)
     cfg = {**cfg, "in_channels": 4, "out_channels": 4}
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(**cfg)
@@ -42,3 +42,12 @@ def make_base_unet(seed: int = 0):
 @pytest.fixture
 def base_unet():
     return make_base_unet()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    """Accelerate keeps a process-wide singleton; each test's Trainer must be able to pick its own precision."""
+    yield
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)

@@ -106,7 +106,7 @@ def _tiny_tokenizer_files(folder: Path) -> tuple[Path, Path]:
     return vocab_file, merges_file
 
 
-def _architecture(size: str, n_targets: int) -> tuple[dict, dict, dict]:
+def architecture_config(size: str, n_targets: int) -> tuple[dict, dict, dict]:
     latent = 4
     if size == "tiny":
         unet = dict(
@@ -168,7 +168,7 @@ def build_random_checkpoint(
     spec = LAYOUTS[layout]
     out_dir = Path(out_dir)
     torch.manual_seed(seed)
-    unet_cfg, vae_cfg, text_cfg = _architecture(size, n_targets_of(layout))
+    unet_cfg, vae_cfg, text_cfg = architecture_config(size, n_targets_of(layout))
     unet = UNet2DConditionModel(**unet_cfg)
     vae = AutoencoderKL(**vae_cfg)
     tmp_tok = out_dir / "_tokenizer_src"
@@ -232,7 +232,7 @@ def build_random_sd2_base(out_dir: str | Path, size: str = "tiny", seed: int = 0
 
     out_dir = Path(out_dir)
     torch.manual_seed(seed)
-    unet_cfg, vae_cfg, text_cfg = _architecture(size, 1)
+    unet_cfg, vae_cfg, text_cfg = architecture_config(size, 1)
     unet_cfg = dict(unet_cfg, in_channels=4, out_channels=4)
     unet, vae = UNet2DConditionModel(**unet_cfg), AutoencoderKL(**vae_cfg)
     tmp_tok = out_dir / "_tokenizer_src"
