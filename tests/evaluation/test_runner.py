@@ -58,6 +58,9 @@ def test_nyu_benchmark_run_cache_and_resume(tmp_path, checkpoints, capsys):
     md = (out / "report.md").read_text()
     assert "| **ours** |" in md and "5.5" in md and "96.4" in md and "CVPR 2024" in md
     assert (out / "histogram_abs_rel.png").is_file() and len(list((out / "plots").glob("error_*.png"))) == 1
+    chosen = [smp.stem for smp in bench][1]
+    code, cap = _run(args + ["--plot-stems", chosen], capsys)
+    assert code == 0 and (out / "plots" / f"error_{chosen}.png").is_file()
 
     # re-scoring is free: nothing is predicted again, identical numbers
     code, cap = _run(args, capsys)

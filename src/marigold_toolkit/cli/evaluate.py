@@ -36,6 +36,7 @@ def add_parser(sub) -> None:
     g.add_argument("--output-dir", type=Path, help="report folder (default: eval/<benchmark>/<model>)")
     g.add_argument("--max-samples", type=int, help="only the first N samples (quick checks)")
     g.add_argument("--plot-images", type=int, default=4, help="error maps for the first N images with --plots")
+    g.add_argument("--plot-stems", help="comma-separated sample stems to draw error maps for (with --plots)")
     add_inference_arguments(g, ensemble_default=None)
     f = p.add_argument_group("folder mode")
     f.add_argument("--predictions", type=Path, help="folder of <stem>_<target>.npy predictions")
@@ -138,6 +139,7 @@ def _run_benchmark(args) -> int:
                                 args.batch_size, args.resample)
     out_dir = args.output_dir or Path("eval") / bench.name / _slug(str(args.model))
     report = evaluate_benchmark(bench, predictor, out_dir, settings, alignment=_alignment(args),
-                                max_samples=args.max_samples, plots=args.plots, plot_images=args.plot_images)
+                                max_samples=args.max_samples, plots=args.plots, plot_images=args.plot_images,
+                                plot_stems=[t for t in (args.plot_stems or "").split(",") if t] or None)
     logger.info("%s: %d image(s) scored; report in %s", bench.name, report["num_images"], out_dir)
     return EXIT_OK if report["num_images"] > 0 else EXIT_FAILED

@@ -52,7 +52,7 @@ def _list_benchmarks(args) -> int:
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr, force=True)
     if verbose < 2:
         for noisy in ("diffusers", "transformers", "huggingface_hub", "PIL", "matplotlib"):
             logging.getLogger(noisy).setLevel(max(level, logging.ERROR))

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .metrics import EmptyMaskError
 from .report import mean_over_images, nest_targets
-from .scoring import DEPTH_KEYS, NORMALS_KEYS, score_depth, score_intrinsics, score_normals
+from .scoring import DEPTH_KEYS, NORMALS_KEYS, lpips_enabled, score_depth, score_intrinsics, score_normals
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def evaluate_folder(
                 for t in targets:
                     if gts[t].ndim != 3 or gts[t].shape[2] != 3:
                         raise ValueError(f"{t}: ground truth must be HxWx3, got {gts[t].shape}")
-                metrics = score_intrinsics(preds, gts, None, up_to_scale=up_to_scale)
+                metrics = score_intrinsics(preds, gts, None, up_to_scale=up_to_scale, with_lpips=lpips_enabled())
         except EmptyMaskError:
             excluded.append(stem)
             continue

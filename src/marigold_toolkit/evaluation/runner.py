@@ -22,7 +22,7 @@ from ..io.exports import save_npy
 from .benchmarks.base import Benchmark, EvalSample
 from .metrics import EmptyMaskError
 from .report import markdown_table, mean_over_images, nest_targets, write_csv, write_json, write_markdown
-from .scoring import score_depth, score_intrinsics, score_normals
+from .scoring import lpips_enabled, score_depth, score_intrinsics, score_normals
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,8 @@ def score_sample(benchmark: Benchmark, sample: EvalSample, preds: dict[str, np.n
                             up_to_scale=getattr(benchmark, "up_to_scale_targets", ("shading", "residual")),
                             linear_space=getattr(benchmark, "linear_space_targets", ()),
                             srgb_space=getattr(benchmark, "srgb_space_targets", ()),
-                            masks=sample.meta.get("masks") if use_mask else None), None
+                            masks=sample.meta.get("masks") if use_mask else None,
+                            with_lpips=lpips_enabled()), None
 
 
 def evaluate_benchmark(
@@ -121,9 +122,12 @@ def evaluate_benchmark(
     max_samples: int | None = None,
     plots: bool = False,
     plot_images: int = 4,
+    plot_stems: list[str] | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Run inference (cached), score every sample and write ``report.json``, ``per_image.csv``, ``report.md``."""
+    """Run inference (cached), score every sample and write ``report.json``, ``per_image.csv``, ``report.md``.
+
+    With ``plots``: error maps for ``plot_stems`` (or the first ``plot_images`` samples) and a histogram."""
     if predictor.task != benchmark.task:
         raise ValueError(f"benchmark '{benchmark.name}' is a {benchmark.task} benchmark but the model predicts "
                          f"{predictor.task}")
@@ -149,7 +153,7 @@ def evaluate_benchmark(
             excluded.append(sample.stem)
             continue
         rows.append({"stem": sample.stem, **metrics})
-        if plots and len(plot_data) < plot_images:
+        if plots and ((sample.stem in plot_stems) if plot_stems else len(plot_data) < plot_images):
             plot_data.append((sample, preds, aligned))
     means = mean_over_images(rows)
     report = {

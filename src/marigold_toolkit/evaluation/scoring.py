@@ -6,6 +6,7 @@ metrics; intrinsic targets use ``"<target>/<metric>"`` keys.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 import numpy as np
@@ -16,11 +17,15 @@ from .alignment import align_depth
 from .metrics import (
     depth_metrics,
     intrinsics_metrics,
+    lpips,
+    lpips_available,
     linear_to_srgb,
     normals_metrics,
     prepare_iid_pair,
     srgb_to_linear,
 )
+
+logger = logging.getLogger(__name__)
 
 DEPTH_KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "delta1", "delta2", "delta3", "i_rmse", "silog_rmse")
 NORMALS_KEYS = ("mean_angular_error", "median_angular_error", "rmse_angular_error", "within_5", "within_7.5",
@@ -62,11 +67,13 @@ def score_intrinsics(
     linear_space: Iterable[str] = (),
     srgb_space: Iterable[str] = (),
     masks: dict[str, np.ndarray] | None = None,
+    with_lpips: bool = False,
 ):
     """PSNR/SSIM per target, in the authors' order: optional colour-space conversion of both images
     (``linear_space``: sRGB -> linear, e.g. material; ``srgb_space``: linear -> sRGB, e.g. Hypersim albedo), then
     for ``up_to_scale`` targets a least-squares scale and the quantile mapping, then the metrics.
-    ``masks`` (target -> ``[H, W]`` or ``[H, W, C]`` bool) override ``mask`` per target."""
+    ``masks`` (target -> ``[H, W]`` or ``[H, W, C]`` bool) override ``mask`` per target; ``with_lpips`` adds
+    ``<target>/lpips`` (see :func:`lpips_enabled`)."""
     up_to_scale, linear_space, srgb_space = set(up_to_scale), set(linear_space), set(srgb_space)
     out = {}
     for name, gt in gts.items():
@@ -81,4 +88,22 @@ def score_intrinsics(
         p, g = prepare_iid_pair(pred, gt, name, m, name in up_to_scale)
         for k, v in intrinsics_metrics(p, g, m).items():
             out[f"{name}/{k}"] = v
+        if with_lpips:
+            out[f"{name}/lpips"] = lpips(p, g, m)
     return out
+
+
+_LPIPS_NOTICE = []
+
+
+def lpips_enabled() -> bool:
+    """LPIPS is scored when its package and weights are installed locally; otherwise one clear log line."""
+    if lpips_available():
+        return True
+    if not _LPIPS_NOTICE:
+        from .metrics import _lpips_unavailable_reason
+
+        logger.warning("LPIPS skipped: %s (install `lpips` and its weights locally to report it)",
+                       _lpips_unavailable_reason())
+        _LPIPS_NOTICE.append(True)
+    return False
