@@ -142,6 +142,37 @@ def architecture_config(size: str, n_targets: int) -> tuple[dict, dict, dict]:
     return unet, vae, text
 
 
+def _random_modules(out_dir: Path, size: str, seed: int, n_targets: int, **unet_overrides):
+    """Random UNet, VAE, CLIP text encoder and an offline tokenizer, every parameter perturbed by N(0, 0.02)
+    (so none is exactly zero). Returns the modules and the tokenizer source files."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(seed)
+    unet_cfg, vae_cfg, text_cfg = architecture_config(size, n_targets)
+    unet = UNet2DConditionModel(**dict(unet_cfg, **unet_overrides))
+    vae = AutoencoderKL(**vae_cfg)
+    vocab_file, merges_file = _tiny_tokenizer_files(out_dir / "_tokenizer_src")
+    tokenizer = CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=77)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id, **text_cfg))
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for module in (unet, vae, text_encoder):
+            for p in module.parameters():
+                p.add_(torch.randn(p.shape, generator=gen) * 0.02)
+    return unet, vae, text_encoder, tokenizer, (vocab_file, merges_file)
+
+
+def _finish_tokenizer(out_dir: Path, sources: tuple[Path, Path], json_only: bool) -> None:
+    _write_tokenizer_files(out_dir / "tokenizer", sources[0], sources[1], json_only)
+    tmp_tok = sources[0].parent
+    for f in tmp_tok.iterdir():
+        f.unlink()
+    tmp_tok.rmdir()
+
+
 def build_random_checkpoint(
     out_dir: str | Path,
     layout: str = "depth-v1-1",
@@ -160,28 +191,12 @@ def build_random_checkpoint(
             ``vocab.json`` + ``merges.txt`` (what the public checkpoints carry).
     """
     import diffusers
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; one of {sorted(LAYOUTS)}")
     spec = LAYOUTS[layout]
     out_dir = Path(out_dir)
-    torch.manual_seed(seed)
-    unet_cfg, vae_cfg, text_cfg = architecture_config(size, n_targets_of(layout))
-    unet = UNet2DConditionModel(**unet_cfg)
-    vae = AutoencoderKL(**vae_cfg)
-    tmp_tok = out_dir / "_tokenizer_src"
-    vocab_file, merges_file = _tiny_tokenizer_files(tmp_tok)
-    tokenizer = CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=77)
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.eos_token_id, **text_cfg))
-    gen = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for module in (unet, vae, text_encoder):
-            for p in module.parameters():
-                p.add_(torch.randn(p.shape, generator=gen) * 0.02)
+    unet, vae, text_encoder, tokenizer, tok_src = _random_modules(out_dir, size, seed, n_targets_of(layout))
     scheduler_cls = getattr(diffusers, spec["scheduler"])
     scheduler = scheduler_cls(**_SCHED_COMMON, **spec["scheduler_kwargs"])
     pipeline_cls = getattr(diffusers, spec["pipeline"])
@@ -197,10 +212,7 @@ def build_random_checkpoint(
             pipe.save_pretrained(tmp, safe_serialization=True, variant=variant)
             for f in Path(tmp).glob(f"*/*.{variant}.safetensors"):
                 shutil.copy(f, out_dir / f.parent.name / f.name)
-    _write_tokenizer_files(out_dir / "tokenizer", vocab_file, merges_file, tokenizer_json_only)
-    for f in tmp_tok.iterdir():
-        f.unlink()
-    tmp_tok.rmdir()
+    _finish_tokenizer(out_dir, tok_src, tokenizer_json_only)
     return out_dir
 
 
@@ -213,9 +225,8 @@ def _write_tokenizer_files(folder: Path, vocab_file: Path, merges_file: Path, js
     has_json = (folder / "tokenizer.json").exists()
     if json_only:
         if not has_json:
-            CLIPTokenizerFast(vocab_file=str(vocab_file), merges_file=str(merges_file), model_max_length=77).save_pretrained(
-                folder
-            )
+            fast = CLIPTokenizerFast(vocab_file=str(vocab_file), merges_file=str(merges_file), model_max_length=77)
+            fast.save_pretrained(folder)
         for name in ("vocab.json", "merges.txt"):
             (folder / name).unlink(missing_ok=True)
     else:
@@ -227,32 +238,15 @@ def _write_tokenizer_files(folder: Path, vocab_file: Path, merges_file: Path, js
 def build_random_sd2_base(out_dir: str | Path, size: str = "tiny", seed: int = 0) -> Path:
     """A random Stable Diffusion 2 style text-to-image checkpoint (4-channel UNet, v-prediction DDIM scheduler)
     in diffusers' ``StableDiffusionPipeline`` layout: the starting point of Marigold fine-tuning in tests."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     out_dir = Path(out_dir)
-    torch.manual_seed(seed)
-    unet_cfg, vae_cfg, text_cfg = architecture_config(size, 1)
-    unet_cfg = dict(unet_cfg, in_channels=4, out_channels=4)
-    unet, vae = UNet2DConditionModel(**unet_cfg), AutoencoderKL(**vae_cfg)
-    tmp_tok = out_dir / "_tokenizer_src"
-    vocab_file, merges_file = _tiny_tokenizer_files(tmp_tok)
-    tokenizer = CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=77)
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.eos_token_id, **text_cfg))
-    gen = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for module in (unet, vae, text_encoder):
-            for p in module.parameters():
-                p.add_(torch.randn(p.shape, generator=gen) * 0.02)
+    unet, vae, text_encoder, tokenizer, tok_src = _random_modules(out_dir, size, seed, 1, in_channels=4,
+                                                                  out_channels=4)
     scheduler = DDIMScheduler(**_SCHED_COMMON)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
     pipe.save_pretrained(out_dir, safe_serialization=True)
-    _write_tokenizer_files(out_dir / "tokenizer", vocab_file, merges_file, False)
-    for f in tmp_tok.iterdir():
-        f.unlink()
-    tmp_tok.rmdir()
+    _finish_tokenizer(out_dir, tok_src, False)
     return out_dir
