@@ -23,17 +23,14 @@ ImageLike = Any  # PIL.Image.Image | np.ndarray | torch.Tensor | str | Path
 
 
 def _as_tensor(image: ImageLike) -> torch.Tensor:
+    """A path, PIL image, array or tensor -> ``[1, 3, H, W]`` float in [0, 1]."""
+    from PIL import Image
+
+    from ..io.images import load_image, pil_to_array
+
     if isinstance(image, (str, Path)):
-        from ..io.images import load_image
-
         image = load_image(image)
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover
-        Image = None
-    if Image is not None and isinstance(image, Image.Image):
-        from ..io.images import pil_to_array
-
+    elif isinstance(image, Image.Image):
         image = pil_to_array(image)
     return to_tensor(image)
 

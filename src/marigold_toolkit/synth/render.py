@@ -1,0 +1,294 @@
+"""Render a scene description (:mod:`~marigold_toolkit.synth.scene`) with Mitsuba 3 into RGB + ground truth.
+
+Three passes per sample, all with a box pixel filter and the same sample count, so every map is the average over
+the same pixel footprint:
+
+1. ``aov`` integrator (``depth``, ``sh_normal``) around a ``path`` integrator: linear HDR RGB, ray distance and
+   world-space shading normals;
+2. ``aov`` (``albedo``) on a copy of the scene whose BSDFs are all ``diffuse`` with the base colour (texture
+   included): linear albedo (also for conductors, where Mitsuba's albedo AOV of the real BSDF is not a base
+   colour);
+3. ``aov`` (``albedo``) on a copy whose BSDFs are ``diffuse`` with reflectance ``(roughness, metallic, 1)``:
+   the material maps, and coverage (fraction of the pixel's samples that hit a surface) in the third channel.
+
+Mitsuba's ``depth`` AOV is the distance along the (unit) camera ray (tested); it is converted to planar depth
+``z = distance / |((u - cx) / fx, (v - cy) / fy, 1)|``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_VARIANT = "scalar_rgb"
+COVERAGE_EPS = 1e-4
+ALBEDO_EPS = 1e-4
+
+
+def _mitsuba():
+    """Import Mitsuba and select the variant (``MARIGOLD_SYNTH_VARIANT``, default ``scalar_rgb``)."""
+    try:
+        import mitsuba as mi
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("the synthetic renderer needs Mitsuba 3: pip install 'marigold-toolkit[synth]'") from e
+    variant = os.environ.get("MARIGOLD_SYNTH_VARIANT", DEFAULT_VARIANT)
+    if mi.variant() != variant:
+        mi.set_variant(variant)
+    return mi
+
+
+# ---- colour -------------------------------------------------------------------------------------------------
+def linear_to_srgb(x: np.ndarray) -> np.ndarray:
+    """IEC 61966-2-1 sRGB transfer function on values clipped to [0, 1]."""
+    x = np.clip(np.asarray(x, dtype=np.float32), 0.0, 1.0)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1.0 / 2.4) - 0.055).astype(np.float32)
+
+
+def srgb_to_linear(x: np.ndarray) -> np.ndarray:
+    x = np.clip(np.asarray(x, dtype=np.float32), 0.0, 1.0)
+    return np.where(x <= 0.04045, x / 12.92, np.power((x + 0.055) / 1.055, 2.4)).astype(np.float32)
+
+
+# ---- camera geometry ------------------------------------------------------------------------------------------
+def intrinsics(fov_x_deg: float, height: int, width: int) -> dict[str, float]:
+    """Pinhole intrinsics of Mitsuba's ``perspective`` sensor (``fov_axis="x"``), OpenCV pixel convention
+    (pixel ``(u, v)`` = column, row; pixel centres at integer coordinates, so ``cx = W / 2 - 0.5``)."""
+    fx = (width / 2.0) / math.tan(math.radians(fov_x_deg) / 2.0)
+    return {"fx": fx, "fy": fx, "cx": width / 2.0 - 0.5, "cy": height / 2.0 - 0.5,
+            "width": int(width), "height": int(height)}
+
+
+def camera_rays(K: dict[str, float]) -> np.ndarray:
+    """[H, W, 3] un-normalised ray directions in the Marigold camera frame (X right, Y up, Z towards the
+    viewer), with Z = -1 (so the planar depth of a point at ray distance ``t`` is ``t / |ray|``)."""
+    v, u = np.mgrid[0:K["height"], 0:K["width"]].astype(np.float64)
+    x = (u - K["cx"]) / K["fx"]
+    y = -(v - K["cy"]) / K["fy"]
+    return np.stack([x, y, -np.ones_like(x)], axis=-1)
+
+
+def camera_basis(camera: dict[str, Any]) -> np.ndarray:
+    """3x3 matrix whose rows are the Marigold camera axes (right, up, backwards) in world coordinates, so that
+    ``n_cam = R @ n_world``. Mitsuba's ``look_at`` builds local axes (left, up, forward); image right is -left."""
+    origin, target, up = (np.asarray(camera[k], dtype=np.float64) for k in ("origin", "target", "up"))
+    d = target - origin
+    d /= np.linalg.norm(d)
+    left = np.cross(up, d)
+    left /= np.linalg.norm(left)
+    new_up = np.cross(d, left)
+    return np.stack([-left, new_up, -d])
+
+
+def ray_distance_to_planar(distance: np.ndarray, K: dict[str, float]) -> np.ndarray:
+    return (distance / np.linalg.norm(camera_rays(K), axis=-1)).astype(np.float32)
+
+
+def world_normals_to_camera(normals: np.ndarray, camera: dict[str, Any], K: dict[str, float]) -> np.ndarray:
+    """World-space normals [H, W, 3] -> unit camera-frame normals (Marigold convention), flipped to face the
+    camera; zero vectors stay zero."""
+    n = normals.astype(np.float64) @ camera_basis(camera).T
+    norm = np.linalg.norm(n, axis=-1, keepdims=True)
+    n = np.where(norm > 1e-8, n / np.maximum(norm, 1e-12), 0.0)
+    facing_away = (n * camera_rays(K)).sum(-1, keepdims=True) > 0
+    return np.where(facing_away, -n, n).astype(np.float32)
+
+
+# ---- scene description -> Mitsuba dict -----------------------------------------------------------------------
+def _rgb(v) -> dict[str, Any]:
+    return {"type": "rgb", "value": [float(c) for c in v]}
+
+
+def _colour_texture(mat: dict[str, Any]) -> dict[str, Any]:
+    if "color2" not in mat:
+        return _rgb(mat["color"])
+    mi = _mitsuba()
+    s = float(mat.get("checker_scale", 4.0))
+    return {"type": "checkerboard", "color0": _rgb(mat["color"]), "color1": _rgb(mat["color2"]),
+            "to_uv": mi.ScalarTransform4f().scale([s, s, 1.0])}
+
+
+def _bsdf(mat: dict[str, Any], mode: str, flat: bool) -> dict[str, Any]:
+    if mode == "albedo":
+        bsdf: dict[str, Any] = {"type": "diffuse", "reflectance": _colour_texture(mat)}
+    elif mode == "material":
+        bsdf = {"type": "diffuse", "reflectance": _rgb([mat["roughness"], mat["metallic"], 1.0])}
+    elif mat["type"] == "diffuse":
+        bsdf = {"type": "diffuse", "reflectance": _colour_texture(mat)}
+    elif mat["type"] == "plastic":
+        bsdf = {"type": "roughplastic", "distribution": "ggx", "alpha": float(mat["roughness"]) ** 2,
+                "diffuse_reflectance": _colour_texture(mat)}
+    elif mat["type"] == "conductor":
+        bsdf = {"type": "roughconductor", "distribution": "ggx", "material": "Al",
+                "alpha": float(mat["roughness"]) ** 2, "specular_reflectance": _colour_texture(mat)}
+    else:
+        raise ValueError(f"unknown material type {mat['type']!r}")
+    return {"type": "twosided", "bsdf": bsdf} if flat else bsdf
+
+
+def _rect_transform(center, half_size, rotation):
+    mi = _mitsuba()
+    t = mi.ScalarTransform4f().translate([float(c) for c in center])
+    for axis, angle in rotation:
+        t = t @ mi.ScalarTransform4f().rotate([float(a) for a in axis], float(angle))
+    return t @ mi.ScalarTransform4f().scale([float(half_size[0]), float(half_size[1]), 1.0])
+
+
+def _shapes(obj: dict[str, Any], mode: str) -> dict[str, dict[str, Any]]:
+    mi = _mitsuba()
+    T = mi.ScalarTransform4f
+    name, shape, mat = obj["name"], obj["shape"], obj["material"]
+    if shape == "sphere":
+        return {name: {"type": "sphere", "center": [float(c) for c in obj["center"]], "radius": float(obj["radius"]),
+                       "bsdf": _bsdf(mat, mode, False)}}
+    if shape == "cube":
+        to_world = (T().translate([float(c) for c in obj["center"]]) @ T().rotate([0, 1, 0], float(obj["yaw_deg"]))
+                    @ T().scale([float(h) for h in obj["half_size"]]))
+        return {name: {"type": "cube", "to_world": to_world, "bsdf": _bsdf(mat, mode, False)}}
+    if shape == "rectangle":
+        return {name: {"type": "rectangle", "to_world": _rect_transform(obj["center"], obj["half_size"],
+                                                                         obj["rotation"]),
+                       "bsdf": _bsdf(mat, mode, True)}}
+    if shape == "cylinder":
+        p0, p1, r = np.asarray(obj["p0"], float), np.asarray(obj["p1"], float), float(obj["radius"])
+        axis = (p1 - p0) / np.linalg.norm(p1 - p0)
+        # disks face +Z; rotate +Z onto the axis (the cylinders here are vertical, but stay general)
+        z = np.array([0.0, 0.0, 1.0])
+        rot_axis = np.cross(z, axis)
+        angle = math.degrees(math.atan2(np.linalg.norm(rot_axis), float(z @ axis)))
+        rot = T().rotate((rot_axis if np.linalg.norm(rot_axis) > 1e-9 else [1.0, 0.0, 0.0]), angle)
+        return {
+            name: {"type": "cylinder", "p0": p0.tolist(), "p1": p1.tolist(), "radius": r,
+                   "bsdf": _bsdf(mat, mode, True)},
+            f"{name}_cap0": {"type": "disk", "to_world": T().translate(p0.tolist()) @ rot @ T().scale([r, r, 1.0]),
+                             "bsdf": _bsdf(mat, mode, True)},
+            f"{name}_cap1": {"type": "disk", "to_world": T().translate(p1.tolist()) @ rot @ T().scale([r, r, 1.0]),
+                             "bsdf": _bsdf(mat, mode, True)},
+        }
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+LIGHT_MATERIAL = {"type": "diffuse", "color": [0.8, 0.8, 0.8], "roughness": 1.0, "metallic": 0.0}
+
+
+def to_mitsuba_dict(scene: dict[str, Any], resolution: tuple[int, int], spp: int, mode: str = "shade",
+                    seed: int = 0) -> dict[str, Any]:
+    """Mitsuba scene dict. ``mode``: ``"shade"`` (real materials + lights, path tracing with depth / normal
+    AOVs), ``"albedo"`` (diffuse base colours, albedo AOV) or ``"material"`` (diffuse (roughness, metallic, 1),
+    albedo AOV)."""
+    mi = _mitsuba()
+    h, w = (int(x) for x in resolution)
+    cam = scene["camera"]
+    if mode == "shade":
+        integrator = {"type": "aov", "aovs": "dd:depth,nn:sh_normal", "img": {"type": "path", "max_depth": 6}}
+    elif mode in ("albedo", "material"):
+        integrator = {"type": "aov", "aovs": "aa:albedo"}
+    else:
+        raise ValueError(f"unknown render mode {mode!r}")
+    out: dict[str, Any] = {
+        "type": "scene",
+        "integrator": integrator,
+        "sensor": {
+            "type": "perspective", "fov": float(cam["fov_x_deg"]), "fov_axis": "x",
+            "near_clip": 1e-3, "far_clip": 1e4,
+            "to_world": mi.ScalarTransform4f().look_at(origin=[float(c) for c in cam["origin"]],
+                                                       target=[float(c) for c in cam["target"]],
+                                                       up=[float(c) for c in cam["up"]]),
+            "film": {"type": "hdrfilm", "width": w, "height": h, "rfilter": {"type": "box"},
+                     "pixel_format": "rgba"},
+            "sampler": {"type": "independent", "sample_count": int(spp), "seed": int(seed)},
+        },
+    }
+    for obj in scene["objects"]:
+        out.update(_shapes(obj, mode))
+    for i, light in enumerate(scene["lights"]):
+        kind = light["type"]
+        if kind == "area":
+            shape = {"type": "rectangle",
+                     "to_world": _rect_transform(light["center"], light["half_size"], light["rotation"]),
+                     "bsdf": _bsdf(LIGHT_MATERIAL, mode, True)}
+            if mode == "shade":
+                shape["emitter"] = {"type": "area", "radiance": _rgb(light["radiance"])}
+            out[f"light_{i}"] = shape
+        elif mode != "shade":
+            continue
+        elif kind == "point":
+            out[f"light_{i}"] = {"type": "point", "position": [float(c) for c in light["position"]],
+                                 "intensity": _rgb(light["intensity"])}
+        elif kind == "constant":
+            out[f"light_{i}"] = {"type": "constant", "radiance": _rgb(light["radiance"])}
+        else:
+            raise ValueError(f"unknown light type {kind!r}")
+    return out
+
+
+def _render(scene_dict: dict[str, Any]) -> np.ndarray:
+    mi = _mitsuba()
+    s = mi.load_dict(scene_dict)
+    return np.array(s.integrator().render(s, s.sensors()[0]), dtype=np.float32)
+
+
+def render_scene(scene: dict[str, Any], resolution: tuple[int, int] = (120, 160), spp: int = 16,
+                 exposure: float | str = "auto") -> dict[str, Any]:
+    """Render one scene description. Returns float32 maps ``[H, W(, C)]``:
+
+    ``rgb`` (uint8 sRGB), ``rgb_linear`` (after exposure), ``depth`` (planar, metres, 0 = invalid),
+    ``depth_ray`` (Mitsuba's ray distance), ``normals`` (unit, camera frame, 0 = invalid), ``albedo_linear``,
+    ``albedo_srgb``, ``material`` (roughness, metallicity, 0), ``shading`` (``rgb_linear / albedo_linear``
+    where albedo > 1e-4 and ``mask``, else 0; no residual term yet), ``mask`` (bool: every sample of the pixel hit a surface), ``coverage``,
+    plus ``intrinsics`` (dict) and ``exposure`` (float).
+
+    ``exposure``: a linear scale applied to the HDR radiance, or ``"auto"`` (the 90th percentile of the
+    luminance maps to 0.8, clamped to [1/16, 16]).
+    """
+    h, w = (int(x) for x in resolution)
+    seed = int(scene.get("seed", 0))
+    K = intrinsics(float(scene["camera"]["fov_x_deg"]), h, w)
+    shade = _render(to_mitsuba_dict(scene, (h, w), spp, "shade", seed))
+    albedo = _render(to_mitsuba_dict(scene, (h, w), spp, "albedo", seed))
+    material = _render(to_mitsuba_dict(scene, (h, w), spp, "material", seed))
+    if shade.shape[-1] != 8 or albedo.shape[-1] != 3 or material.shape[-1] != 3:
+        raise RuntimeError(f"unexpected Mitsuba AOV channel counts {shade.shape}, {albedo.shape}, {material.shape}")
+
+    coverage = np.clip(material[..., 2], 0.0, 1.0)
+    mask = coverage >= 1.0 - COVERAGE_EPS
+    radiance = np.maximum(shade[..., :3], 0.0)
+    if exposure == "auto":
+        lum = radiance @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+        p90 = float(np.percentile(lum, 90)) if lum.size else 1.0
+        exposure = float(np.clip(0.8 / max(p90, 1e-6), 1.0 / 16.0, 16.0))
+    exposure = float(exposure)
+    rgb_linear = (radiance * exposure).astype(np.float32)
+    depth_ray = np.where(mask, shade[..., 4], 0.0).astype(np.float32)
+    depth = np.where(mask, ray_distance_to_planar(depth_ray, K), 0.0).astype(np.float32)
+    normals = world_normals_to_camera(shade[..., 5:8], scene["camera"], K)
+    normals = np.where(mask[..., None], normals, 0.0).astype(np.float32)
+    albedo_linear = np.clip(albedo, 0.0, 1.0).astype(np.float32)
+    mat = np.clip(material, 0.0, 1.0).astype(np.float32)
+    # divide by coverage: the material pass is a plain average over all samples, misses included
+    mat[..., :2] = np.where(coverage[..., None] > COVERAGE_EPS,
+                            mat[..., :2] / np.maximum(coverage[..., None], COVERAGE_EPS), 0.0)
+    mat[..., 2] = 0.0
+    ok = (albedo_linear > ALBEDO_EPS) & mask[..., None]
+    shading = np.where(ok, rgb_linear / np.where(ok, albedo_linear, 1.0), 0.0).astype(np.float32)
+    rgb_srgb = linear_to_srgb(rgb_linear)
+    return {
+        "rgb": np.round(rgb_srgb * 255.0).astype(np.uint8),
+        "rgb_linear": rgb_linear,
+        "depth": depth,
+        "depth_ray": depth_ray,
+        "normals": normals,
+        "albedo_linear": albedo_linear,
+        "albedo_srgb": linear_to_srgb(albedo_linear),
+        "material": np.clip(mat, 0.0, 1.0),
+        "shading": shading,
+        "mask": mask,
+        "coverage": coverage.astype(np.float32),
+        "intrinsics": K,
+        "exposure": exposure,
+    }
