@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_parser(sub)
     evaluate.add_parser(sub)
     train.add_parser(sub)
+    from ..synth import cli as synth_cli
+
+    synth_cli.add_parser(sub)
     models = sub.add_parser("models", help="list the registered model aliases")
     models.set_defaults(func=_list_models)
     benchmarks = sub.add_parser("benchmarks", help="list the evaluation benchmarks and their protocol settings")

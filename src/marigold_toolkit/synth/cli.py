@@ -26,15 +26,26 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
+def _usage(msg: str) -> int:
+    import sys
+
+    print(f"error: {msg}", file=sys.stderr)
+    return 2
+
+
 def run(args) -> int:
     from .writer import render_dataset
 
     families = tuple(s.strip() for s in str(args.scenes).split(",") if s.strip())
     unknown = [f for f in families if f not in SCENE_FAMILIES]
     if not families or unknown:
-        raise SystemExit(f"--scenes: unknown families {unknown!r}; known: {','.join(SCENE_FAMILIES)}")
+        return _usage(f"--scenes: unknown families {unknown!r}; known: {','.join(SCENE_FAMILIES)}")
     if args.num < 0 or args.spp < 1 or args.workers < 1 or min(args.resolution) < 1:
-        raise SystemExit("--num must be >= 0 and --spp, --workers, --resolution positive")
+        return _usage("--num must be >= 0 and --spp, --workers, --resolution positive")
+    try:
+        import mitsuba  # noqa: F401
+    except ImportError:
+        return _usage("rendering needs Mitsuba 3: pip install 'marigold-toolkit[synth]'")
     n = render_dataset(args.output_dir, args.num, seed=args.seed, resolution=tuple(args.resolution), spp=args.spp,
                        workers=args.workers, progress=not args.no_progress, families=families)
     logger.info("synth: rendered %d new samples into %s", n, args.output_dir)
