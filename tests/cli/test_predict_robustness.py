@@ -340,3 +340,16 @@ def test_output_dir_inside_input_folder_is_not_read_back(tmp_path, capsys, check
     rc, _, err = run_cli(capsys, *args)
     assert rc == 0, err
     assert _mtimes(out) == first
+
+
+def test_preview_is_input_next_to_each_target(checkpoints, tmp_path, capsys):
+    img = save_image(tmp_path / "in" / "pic.png", 30, 40, 1)
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, *predict_args(img, checkpoints["iid-lighting-v1-1"], out, extra=("--preview",)))
+    assert code == 0, err
+    preview = Image.open(out / "pic_preview.png")
+    assert preview.size == (40 * 4, 30) and preview.mode == "RGB"  # input + albedo, shading, residual
+    np.testing.assert_array_equal(np.asarray(preview)[:, :40], np.asarray(Image.open(img).convert("RGB")))
+    mtime = (out / "pic_preview.png").stat().st_mtime_ns
+    code, _, _ = run_cli(capsys, *predict_args(img, checkpoints["iid-lighting-v1-1"], out, extra=("--preview",)))
+    assert code == 0 and (out / "pic_preview.png").stat().st_mtime_ns == mtime  # resumed: nothing recomputed

@@ -48,6 +48,7 @@ def add_parser(sub) -> None:
     p.add_argument("--output-dir", required=True, type=Path, help="folder for the output files")
     add_inference_arguments(p)
     p.add_argument("--overwrite", action="store_true", help="recompute inputs whose outputs already exist")
+    p.add_argument("--preview", action="store_true", help="also write <stem>_preview.png: input | visualisations")
     p.add_argument("--max-megapixels", type=float, default=100.0, help="refuse larger inputs (default: %(default)s)")
     p.set_defaults(func=run)
 
@@ -82,7 +83,7 @@ def _fail(path, reason: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..io.atomic import clean_stale_temporaries
-    from ..io.exports import output_names, write_prediction
+    from ..io.exports import output_names, write_prediction, write_preview
     from ..models.checkpoint import CheckpointError
     from ..pipeline.predictor import Predictor
 
@@ -118,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     # With --output-dir inside (or equal to) an input folder, a rerun finds the earlier results there: they are
     # outputs, not inputs (explicitly named files are kept).
     out_root = out_dir.resolve()
-    own_suffixes = tuple(output_names(predictor.task, predictor.target_names, "", True))
+    own_suffixes = tuple(output_names(predictor.task, predictor.target_names, "", True)) + ("_preview.png",)
     explicit = {Path(a).resolve() for a in args.inputs if Path(a).is_file()}
     images = [p for p in images if p.resolve() in explicit
               or not (p.resolve().parent == out_root and p.name.endswith(own_suffixes))]
@@ -134,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
     todo = []
     for path, stem in zip(images, stems):
         names = output_names(predictor.task, predictor.target_names, stem, with_unc)
+        if args.preview:
+            names.append(f"{stem}_preview.png")
         if not args.overwrite and all((out_dir / n).is_file() for n in names):
             logger.info("%s: outputs exist, skipping (use --overwrite to recompute)", path)
             continue
@@ -175,9 +178,11 @@ def run(args: argparse.Namespace) -> int:
                 _fail(path, f"prediction failed ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
             failed += len(loaded)
         if outputs is not None:
-            for (path, stem, _), out in zip(loaded, outputs):
+            for (path, stem, arr), out in zip(loaded, outputs):
                 try:
                     write_prediction(out_dir, stem, out, predictor.spec.target_properties)
+                    if args.preview:
+                        write_preview(out_dir, stem, arr, out, predictor.spec.target_properties)
                 except OSError as exc:
                     _fail(path, f"cannot write outputs ({exc.strerror or exc})")
                     failed += 1

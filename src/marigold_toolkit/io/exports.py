@@ -67,3 +67,22 @@ def write_prediction(out_dir: Path, stem: str, output, target_properties: dict[s
             save_png(base.with_name(base.name + "_uncertainty.png"), uncertainty_heatmap(unc))
             written += [base.with_name(base.name + s) for s in ("_uncertainty.npy", "_uncertainty.png")]
     return written
+
+
+def write_preview(out_dir: Path, stem: str, image: np.ndarray, output,
+                  target_properties: dict[str, Any] | None = None) -> Path:
+    """``<stem>_preview.png``: the input next to the visualisation of every target (same height)."""
+    from ..visualize import side_by_side
+
+    panels = []
+    for name, arr in output.targets.items():
+        panels.append(preview_image(output.task, name, arr, target_properties))
+    h, w = panels[0].shape[:2]
+    rgb = np.asarray(image)
+    if rgb.dtype != np.uint8:
+        rgb = (np.clip(rgb.astype(np.float32) / (65535.0 if rgb.dtype == np.uint16 else 1.0), 0, 1) * 255)
+        rgb = rgb.astype(np.uint8)
+    rgb = np.asarray(Image.fromarray(rgb[..., :3]).resize((w, h), Image.BILINEAR))
+    path = Path(out_dir) / f"{stem}_preview.png"
+    save_png(path, side_by_side(rgb, *panels))
+    return path
