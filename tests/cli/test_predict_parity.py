@@ -10,7 +10,6 @@ from PIL import Image
 
 from ._helpers import (
     TARGETS_OF,
-    TASK_OF,
     assert_matches_oracle,
     check_outputs,
     expected_names,

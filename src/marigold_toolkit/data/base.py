@@ -57,7 +57,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..evaluation.benchmarks._common import DataSource, SplitEntry, stem_from_relpath
+from ..io.dataset_files import DataSource, SplitEntry, stem_from_relpath
 
 logger = logging.getLogger(__name__)
 

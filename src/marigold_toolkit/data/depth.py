@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..evaluation.benchmarks._common import SplitEntry, read_png_depth, read_rgb_uint8, stem_from_relpath
+from ..io.dataset_files import SplitEntry, read_png_depth, read_rgb_uint8, stem_from_relpath
 from .augment import draw_flip
 from .base import (
     CorruptSampleError,

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..evaluation.benchmarks._common import (
+from ..io.dataset_files import (
     SplitEntry,
     read_exr_rgb,
     read_npy,

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..evaluation.benchmarks._common import (
+from ..io.dataset_files import (
     SplitEntry,
     read_exr_rgb,
     read_npy,

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..evaluation.benchmarks._common import SplitEntry, read_npy, read_rgb_uint8, stem_from_relpath
+from ..io.dataset_files import SplitEntry, read_npy, read_rgb_uint8, stem_from_relpath
 from .augment import NormalsAugmentation, augment_normals_rgb, draw_normals_params
 from .base import CorruptSampleError, TrainDataset, check_hw, hflip, resize_raster, to_chw, unit_normals
 
