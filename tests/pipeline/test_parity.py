@@ -181,3 +181,29 @@ def test_bad_arguments(checkpoints):
     with pytest.raises(ValueError, match="reduction"):
         p.predict(img, ensemble_size=2, ensembling_kwargs={"reduction": "closest"}, processing_resolution=0,
                   num_inference_steps=1)
+
+
+def test_vae_tiling_for_large_inputs(checkpoints):
+    """Tiled VAE encode/decode engages above the tile size only; below it the result is unchanged."""
+    tiled = Predictor.from_pretrained(checkpoints["depth-v1-1"], vae_tiling=True)
+    plain = predictor(checkpoints, "depth-v1-1")
+    calls = {"encode": 0, "decode": 0}
+    enc, dec = tiled.vae._tiled_encode, tiled.vae.tiled_decode
+
+    def count_enc(*a, **k):
+        calls["encode"] += 1
+        return enc(*a, **k)
+
+    def count_dec(*a, **k):
+        calls["decode"] += 1
+        return dec(*a, **k)
+
+    tiled.vae._tiled_encode, tiled.vae.tiled_decode = count_enc, count_dec
+    kw = dict(num_inference_steps=1, seed=0, processing_resolution=0)
+    small = image(40, 48, 2)
+    np.testing.assert_array_equal(tiled.predict(small, **kw).prediction, plain.predict(small, **kw).prediction)
+    assert calls == {"encode": 0, "decode": 0}
+    big = image(150, 180, 3)
+    out = tiled.predict(big, **kw).prediction
+    assert calls["encode"] >= 1 and calls["decode"] >= 1
+    assert out.shape == (150, 180) and np.isfinite(out).all() and 0 <= out.min() and out.max() <= 1

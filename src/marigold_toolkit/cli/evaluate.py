@@ -130,7 +130,8 @@ def _run_benchmark(args) -> int:
         if value is not None and value < minimum:
             return _usage(f"{flag} must be >= {minimum}, got {value}")
     try:
-        predictor = Predictor.from_pretrained(args.model, dtype=args.dtype, device=args.device, variant=args.variant)
+        predictor = Predictor.from_pretrained(args.model, dtype=args.dtype, device=args.device, variant=args.variant,
+                                              vae_tiling=args.tiled_vae)
     except (CheckpointError, ValueError, OSError) as exc:
         return _usage(str(exc))
     if predictor.task != bench.task:

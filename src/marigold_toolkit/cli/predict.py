@@ -39,6 +39,8 @@ def add_inference_arguments(p: argparse.ArgumentParser, ensemble_default: int | 
     p.add_argument("--variant", help="weight file variant, e.g. fp16")
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: best available)")
     p.add_argument("--reduction", help="ensembling reduction (depth/intrinsics: median|mean, normals: closest|mean)")
+    p.add_argument("--tiled-vae", action="store_true",
+                   help="tiled VAE encode/decode for very large inputs (bounded memory; slightly different output)")
 
 
 def add_parser(sub) -> None:
@@ -100,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
         failed += 1
 
     try:
-        predictor = Predictor.from_pretrained(args.model, dtype=args.dtype, device=args.device, variant=args.variant)
+        predictor = Predictor.from_pretrained(args.model, dtype=args.dtype, device=args.device, variant=args.variant,
+                                              vae_tiling=args.tiled_vae)
     except (CheckpointError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -45,7 +45,7 @@ class Predictor:
         out.prediction  # float32 [H, W] in [0, 1]
     """
 
-    def __init__(self, components: MarigoldComponents):
+    def __init__(self, components: MarigoldComponents, vae_tiling: bool = False):
         self.components = components
         self.spec = components.spec
         self.codec = codec_for_spec(self.spec)
@@ -56,6 +56,10 @@ class Predictor:
 
             logger.info("checkpoint ships a DDPM scheduler; using DDIM with the same config for inference")
             self.scheduler = DDIMScheduler.from_config(self.scheduler.config)
+        if vae_tiling:
+            # encode/decode large images in overlapping tiles (diffusers' AutoencoderKL tiling): bounded memory for
+            # very large inputs at native resolution, at the cost of small seams-blending differences
+            self.vae.enable_tiling()
 
     @classmethod
     def from_pretrained(
@@ -65,6 +69,7 @@ class Predictor:
         device: str | torch.device | None = None,
         variant: str | None = None,
         revision: str | None = None,
+        vae_tiling: bool = False,
     ) -> Predictor:
         """Load a checkpoint: hub id (``"prs-eth/marigold-normals-v1-1"``), registry alias or local folder.
 
@@ -72,8 +77,10 @@ class Predictor:
             dtype: ``"float32"`` (default), ``"float16"`` or ``"bfloat16"``.
             device: ``"cpu"``, ``"cuda"``, ``"mps"`` or ``None`` (best available).
             variant: weight files variant, e.g. ``"fp16"`` (default weights where a component lacks it).
+            vae_tiling: tiled VAE encode/decode for very large inputs (outputs then differ slightly from untiled).
         """
-        return cls(load_components(model, dtype=dtype, device=device, variant=variant, revision=revision))
+        return cls(load_components(model, dtype=dtype, device=device, variant=variant, revision=revision),
+                   vae_tiling=vae_tiling)
 
     # -- properties -------------------------------------------------------------------------------------------
     @property
