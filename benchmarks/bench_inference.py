@@ -8,8 +8,9 @@ memory on CUDA) is that configuration's alone. Prints a Markdown table:
     python benchmarks/bench_inference.py --quick          # tiny model, a few small configurations (CI)
     python benchmarks/bench_inference.py --tasks depth --resolutions 768 --steps 1 --ensembles 10 --repeats 3
 
-Columns: latency per image (median of repeats after one warm-up), images/s, peak memory, and the max abs
-difference of our prediction from diffusers'.
+Columns: latency per image (median of repeats after one warm-up), images/s, peak memory, the max abs
+difference of our prediction from diffusers', and the deviation (depth: AbsRel between the two outputs; other
+tasks: mean abs difference). ``--ours-dtype bfloat16`` measures the fast tier against a float32 reference.
 """
 
 from __future__ import annotations
@@ -96,12 +97,12 @@ def _ensure_checkpoint(cache: Path, task: str, size: str) -> Path:
     return folder
 
 
-def _measure(impl: str, task: str, ckpt: Path, cfg: dict, args, tmp: Path) -> dict:
+def _measure(impl: str, task: str, ckpt: Path, cfg: dict, args, tmp: Path, dtype: str) -> dict:
     result = str(tmp / f"{impl}-{task}-{cfg['resolution']}-{cfg['steps']}-{cfg['ensemble']}-{cfg['batch_size']}")
     cmd = [sys.executable, __file__, "--worker", "--impl", impl, "--task", task, "--checkpoint", str(ckpt),
            "--resolution", str(cfg["resolution"]), "--steps", str(cfg["steps"]), "--ensemble", str(cfg["ensemble"]),
            "--batch-size", str(cfg["batch_size"]), "--repeats", str(args.repeats), "--device", args.device,
-           "--dtype", args.dtype, "--image-size", *map(str, args.image_size), "--result", result]
+           "--dtype", dtype, "--image-size", *map(str, args.image_size), "--result", result]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{impl} {task} {cfg} failed:\n{proc.stderr[-3000:]}")
@@ -122,7 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-sizes", default="1")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
-    p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
+                   help="dtype of the diffusers reference (and of ours unless --ours-dtype)")
+    p.add_argument("--ours-dtype", choices=("float32", "float16", "bfloat16"),
+                   help="fast tier: run ours in this dtype and report its deviation from the reference")
     p.add_argument("--image-size", type=int, nargs=2, default=(768, 1024), metavar=("H", "W"))
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "marigold-bench-checkpoints")
     p.add_argument("--output", type=Path, help="also write the Markdown table to this file")
@@ -144,8 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     size = "full"
     if args.quick:
         size = "tiny"
-        args.resolutions, args.steps, args.ensembles, args.batch_sizes = "64", "1", "1,3", "1"
-        args.repeats, args.image_size = 1, (48, 64)
+        quick = dict(resolutions="64", steps="1", ensembles="1,3", batch_sizes="1", repeats=1, image_size=(48, 64))
+        for key, value in quick.items():  # explicit flags win over the quick defaults
+            if getattr(args, key) == p.get_default(key):
+                setattr(args, key, value)
     tasks = [t for t in args.tasks.split(",") if t]
     configs = [dict(resolution=r, steps=s, ensemble=e, batch_size=b) for r, s, e, b in product(
         map(int, args.resolutions.split(",")), map(int, args.steps.split(",")),
@@ -158,23 +164,28 @@ def main(argv: list[str] | None = None) -> int:
         for task in tasks:
             ckpt = _ensure_checkpoint(args.cache, task, size)
             for cfg in configs:
-                ours = _measure("ours", task, ckpt, cfg, args, Path(tmp))
-                ref = _measure("diffusers", task, ckpt, cfg, args, Path(tmp))
+                ours = _measure("ours", task, ckpt, cfg, args, Path(tmp), args.ours_dtype or args.dtype)
+                ref = _measure("diffusers", task, ckpt, cfg, args, Path(tmp), args.dtype)
                 t_ours, t_ref = statistics.median(ours["times"]), statistics.median(ref["times"])
-                diff = float(np.abs(ours["pred"] - ref["pred"]).max())
-                rows.append((task, cfg, t_ours, t_ref, ours["peak_mb"], ref["peak_mb"], diff))
+                err = np.abs(ours["pred"] - ref["pred"])
+                diff = float(err.max())
+                # depth: AbsRel between the two outputs (mean |ours - ref| / ref); other tasks: mean abs difference
+                rel = float((err / np.maximum(np.abs(ref["pred"]), 1e-3)).mean()) if task == "depth" else float(err.mean())
+                rows.append((task, cfg, t_ours, t_ref, ours["peak_mb"], ref["peak_mb"], diff, rel))
     import platform
 
     import torch
 
     head = (f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
-            f"{torch.__version__}, device {args.device}, {args.dtype}, model {size}, input {args.image_size[1]}x"
+            f"{torch.__version__}, device {args.device}, diffusers {args.dtype}, ours {args.ours_dtype or args.dtype}, "
+            f"model {size}, input {args.image_size[1]}x"
             f"{args.image_size[0]}, median of {args.repeats} after warm-up\n\n")
     lines = ["| task | res | steps | ens | batch | ours s/img | diffusers s/img | speed-up | ours img/s | "
-             "ours peak MB | diffusers peak MB | max abs diff |", "|" + "---|" * 12]
-    for task, cfg, to, tr, mo, mr, d in rows:
+             "ours peak MB | diffusers peak MB | max abs diff | deviation |", "|" + "---|" * 13]
+    for task, cfg, to, tr, mo, mr, d, rel in rows:
         lines.append(f"| {task} | {cfg['resolution']} | {cfg['steps']} | {cfg['ensemble']} | {cfg['batch_size']} | "
-                     f"{to:.3f} | {tr:.3f} | {tr / to:.2f}x | {1 / to:.2f} | {mo:.0f} | {mr:.0f} | {d:.1e} |")
+                     f"{to:.3f} | {tr:.3f} | {tr / to:.2f}x | {1 / to:.2f} | {mo:.0f} | {mr:.0f} | {d:.1e} | "
+                     f"{rel:.2%} |")
     table = head + "\n".join(lines) + "\n"
     sys.stdout.write(table)
     if args.output:
