@@ -7,7 +7,7 @@ import torch
 
 from marigold_toolkit.pipeline.denoise import decode_latents
 from marigold_toolkit.tasks import DepthCodec, IntrinsicsCodec, NormalsCodec
-from marigold_toolkit.training import encode_targets, hflip_sample, normalize_depth
+from marigold_toolkit.training import encode_targets, normalize_depth
 from marigold_toolkit.training import targets as targets_mod
 
 # valid depths 1..5: q02 = 1 + 0.02 * 4 = 1.08, q98 = 4 + 0.92 = 4.92, range 3.84
@@ -82,29 +82,6 @@ def test_encode_intrinsics_targets_are_concatenated_in_codec_order(tiny_vae):
     torch.testing.assert_close(encode_targets(tiny_vae, codec, stacked), lat, rtol=1e-5, atol=1e-6)
     with pytest.raises(KeyError):
         encode_targets(tiny_vae, codec, {"albedo": targets["albedo"]})
-
-
-def test_hflip_depth_and_normals():
-    g = torch.Generator().manual_seed(2)
-    rgb = torch.rand(2, 3, 4, 5, generator=g)
-    depth = torch.rand(2, 1, 4, 5, generator=g)
-    rgb_f, depth_f = hflip_sample(rgb, depth, "depth")
-    assert torch.equal(rgb_f[..., 0], rgb[..., -1]) and torch.equal(depth_f, depth.flip(-1))
-
-    normals = torch.nn.functional.normalize(torch.randn(3, 4, 5, generator=g), dim=0)  # one sample [3, H, W]
-    mask = torch.rand(1, 4, 5, generator=g) > 0.5
-    _, out = hflip_sample(rgb[0], {"normals": normals, "valid_mask": mask}, "normals")
-    assert torch.equal(out["normals"][0], -normals[0].flip(-1))
-    assert torch.equal(out["normals"][1:], normals[1:].flip(-1))
-    assert torch.equal(out["valid_mask"], mask.flip(-1))
-    _, back = hflip_sample(rgb[0], out, "normals")
-    assert torch.equal(back["normals"], normals)  # a flip is its own inverse
-    _, n_tensor = hflip_sample(rgb[0], normals, "normals")
-    assert torch.equal(n_tensor, out["normals"])
-    with pytest.raises(ValueError):
-        hflip_sample(rgb, depth, "disparity")
-    with pytest.raises(ValueError):
-        hflip_sample(rgb, depth[..., :3], "depth")
 
 
 def test_encode_normals_round_trip_shape(tiny_vae):

@@ -17,7 +17,7 @@ from .loss import latent_valid_mask, masked_latent_mse, v_prediction_target
 from .noise import DOWNSCALE_STRATEGIES, annealed_strength, multi_res_noise
 from .schedule import IterExponential, make_lr_scheduler, make_training_scheduler
 from .surgery import LATENT_CHANNELS, expand_conv_in, expand_conv_out, prepare_unet_for_task
-from .targets import encode_targets, hflip_sample, normalize_depth
+from .targets import encode_targets, normalize_depth
 
 __all__ = [
     "compute_empty_text_embedding",
@@ -25,5 +25,5 @@ __all__ = [
     "DOWNSCALE_STRATEGIES", "annealed_strength", "multi_res_noise",
     "IterExponential", "make_lr_scheduler", "make_training_scheduler",
     "latent_valid_mask", "masked_latent_mse", "v_prediction_target",
-    "normalize_depth", "encode_targets", "hflip_sample",
+    "normalize_depth", "encode_targets",
 ]

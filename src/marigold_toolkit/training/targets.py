@@ -4,7 +4,6 @@
   quantiles).
 * :func:`encode_targets`: task targets -> ``[B, 4T, h, w]`` latents through the task codec and the frozen VAE
   (posterior **mean** x ``scaling_factor``, the same path as the RGB image).
-* :func:`hflip_sample`: the horizontal-flip augmentation (normals: x component negated).
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from collections.abc import Mapping
 import torch
 
 from ..pipeline.denoise import encode_images
-from ..tasks import TASKS
 
 # torch.quantile refuses inputs above this many elements
 _TORCH_QUANTILE_MAX = 2**24
@@ -150,46 +148,4 @@ def encode_targets(vae, codec, targets, batch_size: int | None = None) -> torch.
     return latents.view(n_targets, b, c, h, w).transpose(0, 1).reshape(b, n_targets * c, h, w)
 
 
-def hflip_sample(rgb: torch.Tensor, targets, task: str, normals_key: str = "normals"):
-    """Horizontal flip of an image and its targets (along the last axis); returns ``(rgb, targets)``.
-
-    Args:
-        rgb: ``[..., 3, H, W]`` (one sample or a batch).
-        targets: a tensor ``[..., C, H, W]`` or a mapping of tensors (targets and masks alike are flipped;
-            non-tensor values are passed through).
-        task: ``"depth"``, ``"normals"`` or ``"intrinsics"``. For normals (X right, Y up, Z towards the
-            viewer) the x component (channel 0 of axis -3) is negated after flipping: of the tensor, or of
-            ``targets[normals_key]`` for a mapping. Depth and intrinsics values do not change.
-    """
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-    if rgb.dim() < 3 or rgb.shape[-3] != 3:
-        raise ValueError(f"rgb must be [..., 3, H, W], got {tuple(rgb.shape)}")
-
-    def flip(t: torch.Tensor, negate_x: bool) -> torch.Tensor:
-        if t.shape[-2:] != rgb.shape[-2:]:
-            raise ValueError(
-                f"target size {tuple(t.shape[-2:])} differs from the image {tuple(rgb.shape[-2:])}"
-            )
-        out = t.flip(-1)
-        if negate_x:
-            if t.dim() < 3 or t.shape[-3] != 3:
-                raise ValueError(f"normals must be [..., 3, H, W], got {tuple(t.shape)}")
-            out = torch.cat([-out[..., :1, :, :], out[..., 1:, :, :]], dim=-3)
-        return out
-
-    is_normals = task == "normals"
-    if torch.is_tensor(targets):
-        return rgb.flip(-1), flip(targets, is_normals)
-    if isinstance(targets, Mapping):
-        if is_normals and normals_key not in targets:
-            raise KeyError(f"normals targets must contain {normals_key!r}, got {sorted(targets)}")
-        flipped = {
-            k: flip(v, is_normals and k == normals_key) if torch.is_tensor(v) else v
-            for k, v in targets.items()
-        }
-        return rgb.flip(-1), flipped
-    raise TypeError(f"targets must be a tensor or a mapping, got {type(targets).__name__}")
-
-
-__all__ = ["normalize_depth", "encode_targets", "hflip_sample"]
+__all__ = ["normalize_depth", "encode_targets"]
