@@ -108,17 +108,19 @@ def test_procedural_scene_determinism():
     assert generate_scene(5) == generate_scene(5) and generate_scene(5) != generate_scene(6)
 
 
-@pytest.mark.parametrize("family", ["room", "tabletop"])
+@pytest.mark.parametrize("family", ["room", "tabletop", "outdoor"])
 def test_families_render_sane(family):
     scene = generate_scene(11, [family])
     assert scene["family"] == family
-    assert 40.0 <= scene["camera"]["fov_x_deg"] <= 80.0
+    assert 40.0 <= scene["camera"]["fov_x_deg"] <= 90.0
     assert 1 <= len(scene["lights"]) <= 2
     out = render_scene(scene, RES, spp=2)
     m = out["mask"]
     assert m.mean() > 0.3
     if family == "room":
         assert m.mean() > 0.99  # closed room: no background
+    if family == "outdoor":
+        assert out["depth"][m].max() > 5.0  # metres: a ground running into the distance
     assert (out["depth"][m] > 0).all() and (out["depth"][~m] == 0).all()
     np.testing.assert_allclose(np.linalg.norm(out["normals"][m], axis=-1), 1.0, atol=1e-4)
     assert ((out["material"] >= 0) & (out["material"] <= 1)).all()
@@ -126,4 +128,4 @@ def test_families_render_sane(family):
 
 def test_unknown_family():
     with pytest.raises(ValueError, match="unknown scene families"):
-        generate_scene(0, ["outdoor"])
+        generate_scene(0, ["underwater"])

@@ -114,6 +114,6 @@ def test_cli_hooks(tmp_path):
     assert args.func(args) == 0
     meta = json.loads((out / "camera" / "000000.json").read_text())
     assert meta["family"] == "tabletop" and (meta["height"], meta["width"]) == (16, 24)
-    bad = parser.parse_args(["synth", "--output-dir", str(out), "--num", "1", "--scenes", "outdoor"])
+    bad = parser.parse_args(["synth", "--output-dir", str(out), "--num", "1", "--scenes", "underwater"])
     assert synth_cli.run(bad) == 2  # usage error, like every other command
     assert os.path.isdir(out / "rgb")

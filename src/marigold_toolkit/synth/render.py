@@ -5,14 +5,20 @@ the same pixel footprint:
 
 1. ``aov`` integrator (``depth``, ``sh_normal``) around a ``path`` integrator: linear HDR RGB, ray distance and
    world-space shading normals;
-2. ``aov`` (``albedo``) on a copy of the scene whose BSDFs are all ``diffuse`` with the base colour (texture
-   included): linear albedo (also for conductors, where Mitsuba's albedo AOV of the real BSDF is not a base
-   colour);
+2. ``aov`` (``albedo``) around a ``path`` integrator on a copy of the scene whose BSDFs are all ``diffuse``
+   with the base colour (texture included), same lights: linear albedo (also for conductors, where Mitsuba's
+   albedo AOV of the real BSDF is not a base colour) and the radiance of the all-diffuse scene ``I_d``;
 3. ``aov`` (``albedo``) on a copy whose BSDFs are ``diffuse`` with reflectance ``(roughness, metallic, 1)``:
    the material maps, and coverage (fraction of the pixel's samples that hit a surface) in the third channel.
 
 Mitsuba's ``depth`` AOV is the distance along the (unit) camera ray (tested); it is converted to planar depth
 ``z = distance / |((u - cx) / fx, (v - cy) / fy, 1)|``.
+
+Intrinsic decomposition (the Marigold-IID-lighting model ``I = A * S + R``, all linear): ``A`` the albedo,
+``S = I_d / A`` the diffuse shading (the light a white diffuse surface would reflect, inter-reflections of the
+diffuse scene included) and ``R = I - A * S = I - I_d`` the residual (specular / non-diffuse light; signed:
+a dark conductor lit like a bright diffuse surface has ``R < 0``). With every material diffuse, ``R`` is
+0 up to float rounding (both passes trace the same paths).
 """
 
 from __future__ import annotations
@@ -170,7 +176,31 @@ def _shapes(obj: dict[str, Any], mode: str) -> dict[str, dict[str, Any]]:
             f"{name}_cap1": {"type": "disk", "to_world": T().translate(p1.tolist()) @ rot @ T().scale([r, r, 1.0]),
                              "bsdf": _bsdf(mat, mode, True)},
         }
+    if shape in ("blob", "terrain"):
+        from .meshes import blob_mesh, terrain_mesh
+
+        if shape == "blob":
+            v, f, uv = blob_mesh(obj["center"], float(obj["radius"]), obj["bumps"])
+        else:
+            v, f, uv = terrain_mesh(obj["center"], obj["half_size"], obj["waves"])
+        return {name: _mesh(name, v, f, uv, _bsdf(mat, mode, shape == "terrain"))}
     raise ValueError(f"unknown shape {shape!r}")
+
+
+def _mesh(name: str, vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, bsdf: dict[str, Any]):
+    """An in-memory Mitsuba mesh with smooth (recomputed) vertex normals."""
+    mi = _mitsuba()
+    props = mi.Properties()
+    props["bsdf"] = mi.load_dict(bsdf)
+    mesh = mi.Mesh(name, len(vertices), len(faces), props=props, has_vertex_normals=True,
+                   has_vertex_texcoords=True)
+    params = mi.traverse(mesh)
+    params["vertex_positions"] = type(params["vertex_positions"])(np.ascontiguousarray(vertices, np.float32).ravel())
+    params["vertex_texcoords"] = type(params["vertex_texcoords"])(np.ascontiguousarray(uv, np.float32).ravel())
+    params["faces"] = type(params["faces"])(np.ascontiguousarray(faces, np.uint32).ravel())
+    params.update()
+    mesh.recompute_vertex_normals()
+    return mesh
 
 
 LIGHT_MATERIAL = {"type": "diffuse", "color": [0.8, 0.8, 0.8], "roughness": 1.0, "metallic": 0.0}
@@ -180,13 +210,15 @@ def to_mitsuba_dict(scene: dict[str, Any], resolution: tuple[int, int], spp: int
                     seed: int = 0) -> dict[str, Any]:
     """Mitsuba scene dict. ``mode``: ``"shade"`` (real materials + lights, path tracing with depth / normal
     AOVs), ``"albedo"`` (diffuse base colours, albedo AOV) or ``"material"`` (diffuse (roughness, metallic, 1),
-    albedo AOV)."""
+    albedo AOV). ``"albedo"`` also path-traces the all-diffuse scene with the same lights (``I_d``)."""
     mi = _mitsuba()
     h, w = (int(x) for x in resolution)
     cam = scene["camera"]
     if mode == "shade":
         integrator = {"type": "aov", "aovs": "dd:depth,nn:sh_normal", "img": {"type": "path", "max_depth": 6}}
-    elif mode in ("albedo", "material"):
+    elif mode == "albedo":
+        integrator = {"type": "aov", "aovs": "aa:albedo", "img": {"type": "path", "max_depth": 6}}
+    elif mode == "material":
         integrator = {"type": "aov", "aovs": "aa:albedo"}
     else:
         raise ValueError(f"unknown render mode {mode!r}")
@@ -212,16 +244,19 @@ def to_mitsuba_dict(scene: dict[str, Any], resolution: tuple[int, int], spp: int
             shape = {"type": "rectangle",
                      "to_world": _rect_transform(light["center"], light["half_size"], light["rotation"]),
                      "bsdf": _bsdf(LIGHT_MATERIAL, mode, True)}
-            if mode == "shade":
+            if mode != "material":
                 shape["emitter"] = {"type": "area", "radiance": _rgb(light["radiance"])}
             out[f"light_{i}"] = shape
-        elif mode != "shade":
+        elif mode == "material":
             continue
         elif kind == "point":
             out[f"light_{i}"] = {"type": "point", "position": [float(c) for c in light["position"]],
                                  "intensity": _rgb(light["intensity"])}
         elif kind == "constant":
             out[f"light_{i}"] = {"type": "constant", "radiance": _rgb(light["radiance"])}
+        elif kind == "sun":
+            out[f"light_{i}"] = {"type": "directional", "direction": [float(c) for c in light["direction"]],
+                                 "irradiance": _rgb(light["irradiance"])}
         else:
             raise ValueError(f"unknown light type {kind!r}")
     return out
@@ -239,8 +274,9 @@ def render_scene(scene: dict[str, Any], resolution: tuple[int, int] = (120, 160)
 
     ``rgb`` (uint8 sRGB), ``rgb_linear`` (after exposure), ``depth`` (planar, metres, 0 = invalid),
     ``depth_ray`` (Mitsuba's ray distance), ``normals`` (unit, camera frame, 0 = invalid), ``albedo_linear``,
-    ``albedo_srgb``, ``material`` (roughness, metallicity, 0), ``shading`` (``rgb_linear / albedo_linear``
-    where albedo > 1e-4 and ``mask``, else 0; no residual term yet), ``mask`` (bool: every sample of the pixel hit a surface), ``coverage``,
+    ``albedo_srgb``, ``material`` (roughness, metallicity, 0), ``shading`` (diffuse shading ``I_d / A``
+    after exposure, where albedo > 1e-4 and ``mask``, else 0), ``residual`` (``rgb_linear - A * shading``, signed,
+    0 outside ``mask``), ``mask`` (bool: every sample of the pixel hit a surface), ``coverage``,
     plus ``intrinsics`` (dict) and ``exposure`` (float).
 
     ``exposure``: a linear scale applied to the HDR radiance, or ``"auto"`` (the 90th percentile of the
@@ -252,7 +288,7 @@ def render_scene(scene: dict[str, Any], resolution: tuple[int, int] = (120, 160)
     shade = _render(to_mitsuba_dict(scene, (h, w), spp, "shade", seed))
     albedo = _render(to_mitsuba_dict(scene, (h, w), spp, "albedo", seed))
     material = _render(to_mitsuba_dict(scene, (h, w), spp, "material", seed))
-    if shade.shape[-1] != 8 or albedo.shape[-1] != 3 or material.shape[-1] != 3:
+    if shade.shape[-1] != 8 or albedo.shape[-1] != 7 or material.shape[-1] != 3:
         raise RuntimeError(f"unexpected Mitsuba AOV channel counts {shade.shape}, {albedo.shape}, {material.shape}")
 
     coverage = np.clip(material[..., 2], 0.0, 1.0)
@@ -268,14 +304,16 @@ def render_scene(scene: dict[str, Any], resolution: tuple[int, int] = (120, 160)
     depth = np.where(mask, ray_distance_to_planar(depth_ray, K), 0.0).astype(np.float32)
     normals = world_normals_to_camera(shade[..., 5:8], scene["camera"], K)
     normals = np.where(mask[..., None], normals, 0.0).astype(np.float32)
-    albedo_linear = np.clip(albedo, 0.0, 1.0).astype(np.float32)
+    diffuse_linear = (np.maximum(albedo[..., :3], 0.0) * exposure).astype(np.float32)
+    albedo_linear = np.clip(albedo[..., 4:7], 0.0, 1.0).astype(np.float32)
     mat = np.clip(material, 0.0, 1.0).astype(np.float32)
     # divide by coverage: the material pass is a plain average over all samples, misses included
     mat[..., :2] = np.where(coverage[..., None] > COVERAGE_EPS,
                             mat[..., :2] / np.maximum(coverage[..., None], COVERAGE_EPS), 0.0)
     mat[..., 2] = 0.0
     ok = (albedo_linear > ALBEDO_EPS) & mask[..., None]
-    shading = np.where(ok, rgb_linear / np.where(ok, albedo_linear, 1.0), 0.0).astype(np.float32)
+    shading = np.where(ok, diffuse_linear / np.where(ok, albedo_linear, 1.0), 0.0).astype(np.float32)
+    residual = np.where(mask[..., None], rgb_linear - albedo_linear * shading, 0.0).astype(np.float32)
     rgb_srgb = linear_to_srgb(rgb_linear)
     return {
         "rgb": np.round(rgb_srgb * 255.0).astype(np.uint8),
@@ -287,6 +325,7 @@ def render_scene(scene: dict[str, Any], resolution: tuple[int, int] = (120, 160)
         "albedo_srgb": linear_to_srgb(albedo_linear),
         "material": np.clip(mat, 0.0, 1.0),
         "shading": shading,
+        "residual": residual,
         "mask": mask,
         "coverage": coverage.astype(np.float32),
         "intrinsics": K,

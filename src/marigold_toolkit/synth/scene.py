@@ -3,17 +3,21 @@
 Nothing here imports Mitsuba; :mod:`~marigold_toolkit.synth.render` turns a description into a Mitsuba scene.
 World frame: Y up, metres. A description is a dict with
 
-* ``family``: ``"room"`` or ``"tabletop"``;
+* ``family``: ``"room"``, ``"tabletop"`` or ``"outdoor"``;
 * ``camera``: ``origin``, ``target``, ``up`` (world, metres), ``fov_x_deg`` (horizontal field of view);
 * ``objects``: list of ``{"name", "shape", ...geometry..., "material"}`` where ``shape`` is ``sphere``
   (``center``, ``radius``), ``cube`` (``center``, ``half_size`` [3], ``yaw_deg``), ``cylinder`` (``p0``,
   ``p1``, ``radius``; capped with two disks) or ``rectangle`` (``center``, ``half_size`` [2], ``rotation``:
-  a list of ``[axis, degrees]`` applied to the unit XY-plane rectangle, whose normal is +Z);
+  a list of ``[axis, degrees]`` applied to the unit XY-plane rectangle, whose normal is +Z), ``blob`` (a
+  generated mesh: an icosphere of ``radius`` around ``center`` displaced by ``bumps`` = ``[[dx, dy, dz,
+  amplitude, sharpness], ...]``, see :mod:`~marigold_toolkit.synth.meshes`) or ``terrain`` (a generated
+  height-field mesh over ``center`` +- ``half_size`` [2] with ``waves`` = ``[[kx, kz, phase, amplitude], ...]``);
 * ``material``: ``type`` (``diffuse`` / ``plastic`` / ``conductor``), ``color`` (linear RGB base colour),
   optional ``color2`` + ``checker_scale`` (checkerboard texture), ``roughness`` (perceptual, Mitsuba
   ``alpha = roughness**2``; 1 for diffuse), ``metallic`` (1 for conductors, else 0);
 * ``lights``: list of ``{"type": "area", "center", "half_size", "rotation", "radiance"}``,
-  ``{"type": "point", "position", "intensity"}`` or ``{"type": "constant", "radiance"}``.
+  ``{"type": "point", "position", "intensity"}``, ``{"type": "constant", "radiance"}`` (uniform sky) or
+  ``{"type": "sun", "direction", "irradiance"}`` (a directional light; ``direction`` is where the light travels).
 """
 
 from __future__ import annotations
@@ -23,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-SCENE_FAMILIES = ("room", "tabletop")
+SCENE_FAMILIES = ("room", "tabletop", "outdoor")
 MATERIAL_TYPES = ("diffuse", "plastic", "conductor")
-SHAPES = ("sphere", "cube", "cylinder")
+SHAPES = ("sphere", "cube", "cylinder", "blob")
 
 
 def _f(x) -> Any:
@@ -63,11 +67,31 @@ def random_object(rng: np.random.Generator, name: str, xz, floor_y: float, size_
     elif shape == "cube":
         half = np.array([s, s * rng.uniform(0.5, 1.5), s * rng.uniform(0.5, 1.5)])
         obj.update(center=_f([x, floor_y + half[1], z]), half_size=_f(half), yaw_deg=round(float(rng.uniform(0, 90)), 6))
-    else:
+    elif shape == "cylinder":
         h = s * rng.uniform(1.0, 3.0)
         r = s * rng.uniform(0.4, 0.8)
         obj.update(p0=_f([x, floor_y, z]), p1=_f([x, floor_y + h, z]), radius=round(r, 6))
+    else:
+        obj.update(center=_f([x, floor_y + 0.8 * s, z]), radius=round(s, 6), bumps=random_bumps(rng))
     return obj
+
+
+def random_bumps(rng: np.random.Generator, n_max: int = 6) -> list[list[float]]:
+    """2..n_max smooth radial bumps/dents for a ``blob``: unit direction, relative amplitude, sharpness."""
+    bumps = []
+    for _ in range(int(rng.integers(2, n_max + 1))):
+        d = rng.normal(size=3)
+        d /= max(float(np.linalg.norm(d)), 1e-9)
+        bumps.append(_f([*d, rng.uniform(-0.25, 0.35), rng.uniform(1.0, 6.0)]))
+    return bumps
+
+
+def terrain_height(waves, x, z):
+    """Height of a ``terrain`` at world ``(x, z)`` relative to its centre (works on arrays)."""
+    h = np.zeros(np.broadcast(np.asarray(x), np.asarray(z)).shape)
+    for kx, kz, phase, amp in waves:
+        h = h + amp * np.sin(kx * np.asarray(x) + kz * np.asarray(z) + phase)
+    return h
 
 
 def _place(rng: np.random.Generator, n: int, x_range, z_range) -> np.ndarray:
@@ -148,7 +172,46 @@ def tabletop_scene(rng: np.random.Generator) -> dict[str, Any]:
             "objects": objects, "lights": lights}
 
 
-SCENE_BUILDERS = {"room": room_scene, "tabletop": tabletop_scene}
+def outdoor_scene(rng: np.random.Generator) -> dict[str, Any]:
+    """An outdoor-like ground: a large rolling height-field terrain (generated mesh) with rocks (blobs), posts,
+    boxes and spheres scattered 2-25 m from the camera, under a uniform sky plus a sun; beyond the terrain is
+    sky (invalid depth). Camera at eye height (1.2-2.5 m) looking slightly down."""
+    half = float(rng.uniform(30.0, 50.0))
+    waves = [_f([rng.uniform(-0.4, 0.4), rng.uniform(-0.4, 0.4), rng.uniform(0, 2 * math.pi), rng.uniform(0.05, 0.5)])
+             for _ in range(int(rng.integers(1, 4)))]
+    ground = random_material(rng, texture_prob=0.7)
+    if ground["type"] == "conductor":
+        ground = diffuse_material(ground["color"])
+    if "color2" in ground:
+        ground["checker_scale"] = float(rng.integers(20, 80))
+    objects: list[dict] = [{"name": "ground", "shape": "terrain", "center": [0.0, 0.0, 0.0],
+                            "half_size": [half, half], "waves": waves, "material": ground}]
+    cam_h = rng.uniform(1.2, 2.5)
+    yaw = math.radians(rng.uniform(-180.0, 180.0))
+    forward = np.array([math.sin(yaw), 0.0, -math.cos(yaw)])
+    right = np.array([math.cos(yaw), 0.0, math.sin(yaw)])
+    n = int(rng.integers(4, 12))
+    for i in range(n):
+        dist, lateral = rng.uniform(2.0, 25.0), rng.uniform(-0.6, 0.6)
+        xz = (forward * dist + right * lateral * dist)[[0, 2]]
+        y = float(terrain_height(waves, xz[0], xz[1]))
+        size = (0.2, 1.5) if rng.random() < 0.7 else (1.0, 3.0)
+        objects.append(random_object(rng, f"object_{i}", xz, y, size))
+    elev = math.radians(rng.uniform(15.0, 70.0))
+    azim = rng.uniform(0, 2 * math.pi)
+    direction = -np.array([math.cos(elev) * math.cos(azim), math.sin(elev), math.cos(elev) * math.sin(azim)])
+    sky = rng.uniform(0.3, 1.0) * np.array([rng.uniform(0.6, 0.9), rng.uniform(0.8, 0.95), 1.0])
+    lights = [{"type": "constant", "radiance": _f(sky)},
+              {"type": "sun", "direction": _f(direction),
+               "irradiance": _f(rng.uniform(1.5, 5.0) * np.array([1.0, rng.uniform(0.85, 1.0), rng.uniform(0.7, 1.0)]))}]
+    origin = np.array([0.0, float(terrain_height(waves, 0.0, 0.0)) + cam_h, 0.0])
+    tilt = math.radians(rng.uniform(0.0, 20.0))
+    look = forward * math.cos(tilt) + np.array([0.0, -math.sin(tilt), 0.0])
+    return {"family": "outdoor", "camera": _camera(origin, origin + look, rng.uniform(50.0, 90.0)),
+            "objects": objects, "lights": lights}
+
+
+SCENE_BUILDERS = {"room": room_scene, "tabletop": tabletop_scene, "outdoor": outdoor_scene}
 
 
 def sample_seed(base_seed: int, index: int) -> int:

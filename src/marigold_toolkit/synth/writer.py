@@ -8,7 +8,8 @@ Per sample ``<stem>`` (``%06d`` of the index) under ``root``::
     albedo/<stem>.png         sRGB uint8 base colour
     albedo_linear/<stem>.npy  float32 [H, W, 3] linear base colour
     material/<stem>.npy       float32 [H, W, 3] (roughness, metallicity, 0)
-    shading/<stem>.npy        float32 [H, W, 3] linear rgb / linear albedo (unbounded; not a folder-loader target)
+    shading/<stem>.npy        float32 [H, W, 3] linear diffuse shading S (unbounded; not a folder-loader target)
+    residual/<stem>.npy       float32 [H, W, 3] linear residual R = I - A * S (signed; not a folder-loader target)
     mask/<stem>.png           uint8 255 = every sample of the pixel hit a surface
     camera/<stem>.json        intrinsics, extrinsics, seed, exposure, the full scene description
 
@@ -37,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 OUTPUTS = (
     ("rgb", ".png"), ("depth", ".npy"), ("normals", ".npy"), ("albedo", ".png"), ("albedo_linear", ".npy"),
-    ("material", ".npy"), ("shading", ".npy"), ("mask", ".png"), ("camera", ".json"),
+    ("material", ".npy"), ("shading", ".npy"), ("residual", ".npy"), ("mask", ".png"), ("camera", ".json"),
 )
 
 
@@ -76,6 +77,7 @@ def write_sample(root: str | os.PathLike, stem: str, out: dict[str, Any], scene:
     atomic_write(paths["albedo_linear"], _npy_writer(out["albedo_linear"]))
     atomic_write(paths["material"], _npy_writer(out["material"]))
     atomic_write(paths["shading"], _npy_writer(out["shading"]))
+    atomic_write(paths["residual"], _npy_writer(out["residual"]))
     atomic_write(paths["mask"], _png_writer(out["mask"].astype(np.uint8) * 255))
     meta = {
         **{k: out["intrinsics"][k] for k in ("fx", "fy", "cx", "cy", "width", "height")},

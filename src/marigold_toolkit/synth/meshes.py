@@ -1,0 +1,76 @@
+"""Generated triangle meshes for the synthetic scenes (pure numpy; no Mitsuba import).
+
+Every function returns ``(vertices [V, 3] float32, faces [F, 3] uint32, uv [V, 2] float32)`` with
+counter-clockwise faces seen from outside (so geometric normals point outwards / up).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_T = (1.0 + 5.0**0.5) / 2.0
+_ICO_V = np.array([[-1, _T, 0], [1, _T, 0], [-1, -_T, 0], [1, -_T, 0], [0, -1, _T], [0, 1, _T], [0, -1, -_T],
+                   [0, 1, -_T], [_T, 0, -1], [_T, 0, 1], [-_T, 0, -1], [-_T, 0, 1]], dtype=np.float64)
+_ICO_F = np.array([[0, 11, 5], [0, 5, 1], [0, 1, 7], [0, 7, 10], [0, 10, 11], [1, 5, 9], [5, 11, 4], [11, 10, 2],
+                   [10, 7, 6], [7, 1, 8], [3, 9, 4], [3, 4, 2], [3, 2, 6], [3, 6, 8], [3, 8, 9], [4, 9, 5],
+                   [2, 4, 11], [6, 2, 10], [8, 6, 7], [9, 8, 1]], dtype=np.int64)
+
+
+def icosphere(subdivisions: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Unit icosphere: ``(vertices [V, 3] float64 on the unit sphere, faces [F, 3] int64)``;
+    ``F = 20 * 4**subdivisions``."""
+    verts = [v / np.linalg.norm(v) for v in _ICO_V]
+    faces = _ICO_F
+    for _ in range(int(subdivisions)):
+        cache: dict[tuple[int, int], int] = {}
+
+        def midpoint(a: int, b: int) -> int:
+            key = (a, b) if a < b else (b, a)
+            if key not in cache:
+                m = verts[a] + verts[b]
+                verts.append(m / np.linalg.norm(m))
+                cache[key] = len(verts) - 1
+            return cache[key]
+
+        new = []
+        for a, b, c in faces:
+            ab, bc, ca = midpoint(a, b), midpoint(b, c), midpoint(c, a)
+            new += [[a, ab, ca], [b, bc, ab], [c, ca, bc], [ab, bc, ca]]
+        faces = np.array(new, dtype=np.int64)
+    return np.array(verts), faces
+
+
+def blob_mesh(center, radius: float, bumps, subdivisions: int = 3):
+    """A closed smooth blob: unit icosphere directions ``d`` scaled by ``radius * (1 + sum_k a_k *
+    max(d . u_k, 0) ** s_k)`` for ``bumps = [[ux, uy, uz, a, s], ...]`` (a rock / pebble / potato shape), then
+    moved to ``center``. UV: spherical (longitude, latitude) / (2 pi, pi)."""
+    d, faces = icosphere(subdivisions)
+    scale = np.ones(len(d))
+    for ux, uy, uz, amp, sharp in bumps:
+        u = np.array([ux, uy, uz], dtype=np.float64)
+        u /= max(np.linalg.norm(u), 1e-12)
+        scale += float(amp) * np.clip(d @ u, 0.0, None) ** float(sharp)
+    scale = np.clip(scale, 0.3, None)
+    verts = d * (float(radius) * scale)[:, None] + np.asarray(center, dtype=np.float64)
+    uv = np.stack([(np.arctan2(d[:, 0], d[:, 2]) / (2 * np.pi)) % 1.0, np.arccos(np.clip(d[:, 1], -1, 1)) / np.pi], 1)
+    return verts.astype(np.float32), faces.astype(np.uint32), uv.astype(np.float32)
+
+
+def terrain_mesh(center, half_size, waves, resolution: int = 96):
+    """A height field over ``center.xz +- half_size`` on a ``resolution x resolution`` vertex grid, height
+    ``center.y + sum(a * sin(kx * x + kz * z + phase))`` (x, z relative to the centre), faces pointing up
+    (+Y). UV: the grid's (0..1, 0..1)."""
+    cx, cy, cz = (float(c) for c in center)
+    hx, hz = (float(h) for h in half_size)
+    n = int(resolution)
+    gx, gz = np.meshgrid(np.linspace(-hx, hx, n), np.linspace(-hz, hz, n))  # [n(z), n(x)]
+    h = np.zeros_like(gx)
+    for kx, kz, phase, amp in waves:
+        h += float(amp) * np.sin(float(kx) * gx + float(kz) * gz + float(phase))
+    verts = np.stack([gx + cx, h + cy, gz + cz], -1).reshape(-1, 3)
+    uv = np.stack([(gx + hx) / (2 * hx), (gz + hz) / (2 * hz)], -1).reshape(-1, 2)
+    idx = np.arange(n * n).reshape(n, n)
+    a, b, c, d = idx[:-1, :-1], idx[:-1, 1:], idx[1:, :-1], idx[1:, 1:]   # b = +x, c = +z
+    # (a, c, b): (c - a) x (b - a) = (+z) x (+x) = +y  -> counter-clockwise seen from above
+    faces = np.concatenate([np.stack([a, c, b], -1).reshape(-1, 3), np.stack([b, c, d], -1).reshape(-1, 3)])
+    return verts.astype(np.float32), faces.astype(np.uint32), uv.astype(np.float32)
