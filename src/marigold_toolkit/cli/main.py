@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_parser(sub)
     evaluate.add_parser(sub)
     train.add_parser(sub)
+    from . import export
+
+    export.add_parser(sub)
     from ..synth import cli as synth_cli
 
     synth_cli.add_parser(sub)

@@ -52,6 +52,10 @@ def add_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="recompute inputs whose outputs already exist")
     p.add_argument("--preview", action="store_true", help="also write <stem>_preview.png: input | visualisations")
     p.add_argument("--max-megapixels", type=float, default=100.0, help="refuse larger inputs (default: %(default)s)")
+    p.add_argument("--backend", choices=("eager", "compile", "onnx"), default="eager",
+                   help="fast tier: torch.compile, or ONNX Runtime on an export (--onnx-dir); default eager")
+    p.add_argument("--compile", action="store_true", help="same as --backend compile")
+    p.add_argument("--onnx-dir", type=Path, help="folder written by 'marigold export-onnx' (for --backend onnx)")
     p.set_defaults(func=run)
 
 
@@ -103,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         predictor = Predictor.from_pretrained(args.model, dtype=args.dtype, device=args.device, variant=args.variant,
-                                              vae_tiling=args.tiled_vae)
+                                              vae_tiling=args.tiled_vae, backend=args.backend,
+                                              onnx_dir=args.onnx_dir, compile=args.compile)
     except (CheckpointError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

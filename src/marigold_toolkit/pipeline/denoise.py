@@ -55,18 +55,48 @@ def draw_noise(
     return NoisePlan(initial.to(device), steps)
 
 
+#: ``(sample [R, 4(1+T), h, w], timestep 0-d int64, text [R, L, D]) -> prediction [R, 4T, h, w]``
+UNetFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+#: a VAE half as a plain function: encoder ``[N, 3, H, W] in [-1, 1] -> posterior mean [N, 4, H/8, W/8]``
+#: (unscaled), decoder ``[R, 4, h, w] (unscaled) -> [R, 3, 8h, 8w]`` (about [-1, 1])
+VaeFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def as_unet_fn(unet) -> UNetFn:
+    """A diffusers ``UNet2DConditionModel`` (or any ``nn.Module`` with its call convention, e.g. a
+    ``torch.compile``'d one) -> :data:`UNetFn`; any other callable is taken to be a :data:`UNetFn` already
+    (the injected fast-tier backends, see :mod:`marigold_toolkit.pipeline.backends`)."""
+    if isinstance(unet, torch.nn.Module):
+        return lambda sample, t, text: unet(sample, t, encoder_hidden_states=text, return_dict=False)[0]
+    return unet
+
+
 @torch.no_grad()
-def encode_images(vae, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """``[N, 3, H, W]`` in [-1, 1] -> scaled posterior-mean latents ``[N, 4, H/8, W/8]``."""
-    out = [vae.encode(images[i : i + batch_size]).latent_dist.mode() for i in range(0, images.shape[0], batch_size)]
+def encode_images(vae, images: torch.Tensor, batch_size: int, encode_fn: VaeFn | None = None) -> torch.Tensor:
+    """``[N, 3, H, W]`` in [-1, 1] -> scaled posterior-mean latents ``[N, 4, H/8, W/8]``.
+
+    ``encode_fn`` replaces ``vae.encode(x).latent_dist.mode()`` (a compiled or exported encoder); ``vae`` then
+    only supplies ``config.scaling_factor``.
+    """
+    if encode_fn is None:
+        encode_fn = lambda x: vae.encode(x).latent_dist.mode()  # noqa: E731
+    out = [encode_fn(images[i : i + batch_size]) for i in range(0, images.shape[0], batch_size)]
     return torch.cat(out) * vae.config.scaling_factor
 
 
 @torch.no_grad()
-def decode_latents(vae, latents: torch.Tensor, batch_size: int, decode_fn: Callable) -> torch.Tensor:
-    """``[R, 4, h, w]`` latents -> ``decode_fn(vae image)`` for chunks of ``batch_size`` rows."""
+def decode_latents(
+    vae, latents: torch.Tensor, batch_size: int, decode_fn: Callable, vae_decode_fn: VaeFn | None = None
+) -> torch.Tensor:
+    """``[R, 4, h, w]`` latents -> ``decode_fn(vae image)`` for chunks of ``batch_size`` rows.
+
+    ``vae_decode_fn`` replaces ``vae.decode(z).sample`` (a compiled or exported decoder); ``vae`` then only
+    supplies ``config.scaling_factor``.
+    """
+    if vae_decode_fn is None:
+        vae_decode_fn = lambda z: vae.decode(z).sample  # noqa: E731
     sf = vae.config.scaling_factor
-    out = [decode_fn(vae.decode(latents[i : i + batch_size] / sf).sample) for i in range(0, latents.shape[0], batch_size)]
+    out = [decode_fn(vae_decode_fn(latents[i : i + batch_size] / sf)) for i in range(0, latents.shape[0], batch_size)]
     return torch.cat(out)
 
 
@@ -91,6 +121,8 @@ def denoise(
     """Run the reverse diffusion for all rows.
 
     Args:
+        unet: a diffusers UNet, or a :data:`UNetFn` (the fast-tier backends inject theirs here, so every backend
+            runs this same loop).
         image_latent: ``[R, 4, h, w]`` conditioning latents (one row per image x member).
         noise: ``[R, 4T, h, w]`` initial target latents.
         text_embedding: ``[1, L, D]`` empty-prompt embedding.
@@ -102,6 +134,7 @@ def denoise(
     Returns:
         ``[R, 4T, h, w]`` denoised target latents.
     """
+    unet_fn = as_unet_fn(unet)
     stochastic = is_stochastic(scheduler)
     if stochastic and num_steps > 1 and step_noise is None:
         raise ValueError("a stochastic scheduler needs step_noise")
@@ -113,7 +146,7 @@ def denoise(
         text = text_embedding.expand(cond.shape[0], -1, -1)
         scheduler.set_timesteps(num_steps, device=cond.device)
         for k, t in enumerate(scheduler.timesteps):
-            pred = unet(torch.cat([cond, latent], dim=1), t, encoder_hidden_states=text, return_dict=False)[0]
+            pred = unet_fn(torch.cat([cond, latent], dim=1), t, text)
             if not stochastic:
                 latent = scheduler.step(pred, t, latent).prev_sample
                 continue

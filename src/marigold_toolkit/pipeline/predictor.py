@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from ..models.loading import MarigoldComponents, load_components
 from ..tasks import codec_for_spec
+from .backends import BACKENDS, BackendError, ModelCalls, compiled_calls, eager_calls, onnx_calls
 from .denoise import decode_latents, denoise, draw_noise, encode_images, is_stochastic
 from .image_processing import RESAMPLE_METHODS, pad_to_multiple, resize, resize_to_max_edge, to_tensor, unpad
 from .outputs import MarigoldOutput
@@ -20,6 +21,7 @@ from .outputs import MarigoldOutput
 logger = logging.getLogger(__name__)
 
 ImageLike = Any  # PIL.Image.Image | np.ndarray | torch.Tensor | str | Path
+_NEEDS_ONNX_DIR = "backend 'onnx' needs onnx_dir (--onnx-dir): a folder written by 'marigold export-onnx'"
 
 
 def _as_tensor(image: ImageLike) -> torch.Tensor:
@@ -45,7 +47,18 @@ class Predictor:
         out.prediction  # float32 [H, W] in [0, 1]
     """
 
-    def __init__(self, components: MarigoldComponents, vae_tiling: bool = False):
+    def __init__(
+        self,
+        components: MarigoldComponents,
+        vae_tiling: bool = False,
+        backend: str = "eager",
+        onnx_dir: str | Path | None = None,
+    ):
+        """Wrap loaded components; ``backend`` and ``onnx_dir`` as in :meth:`from_pretrained`."""
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; use one of {BACKENDS}")
+        if backend == "onnx" and vae_tiling:
+            raise BackendError("vae_tiling is not available with the onnx backend (the export is untiled)")
         self.components = components
         self.spec = components.spec
         self.codec = codec_for_spec(self.spec)
@@ -60,6 +73,11 @@ class Predictor:
             # encode/decode large images in overlapping tiles (diffusers' AutoencoderKL tiling): bounded memory for
             # very large inputs at native resolution, at the cost of small seams-blending differences
             self.vae.enable_tiling()
+        self.calls: ModelCalls = eager_calls(self.unet, self.vae)
+        if backend == "compile":
+            self.compile_models()
+        elif backend == "onnx":
+            self.use_onnx(onnx_dir)
 
     @classmethod
     def from_pretrained(
@@ -70,6 +88,9 @@ class Predictor:
         variant: str | None = None,
         revision: str | None = None,
         vae_tiling: bool = False,
+        backend: str = "eager",
+        onnx_dir: str | Path | None = None,
+        compile: bool = False,
     ) -> Predictor:
         """Load a checkpoint: hub id (``"prs-eth/marigold-normals-v1-1"``), registry alias or local folder.
 
@@ -78,9 +99,53 @@ class Predictor:
             device: ``"cpu"``, ``"cuda"``, ``"mps"`` or ``None`` (best available).
             variant: weight files variant, e.g. ``"fp16"`` (default weights where a component lacks it).
             vae_tiling: tiled VAE encode/decode for very large inputs (outputs then differ slightly from untiled).
+            backend: ``"eager"`` (default, the reference), ``"compile"`` (``torch.compile``, see
+                :meth:`compile_models`) or ``"onnx"`` (ONNX Runtime on the export in ``onnx_dir``, float32 only).
+            onnx_dir: folder written by ``marigold export-onnx`` (:func:`~marigold_toolkit.models.export.export_onnx`)
+                for this checkpoint; needed by ``backend="onnx"``.
+            compile: shorthand for ``backend="compile"``.
         """
+        if compile and backend not in ("eager", "compile"):
+            raise ValueError(f"compile=True conflicts with backend={backend!r}")
+        if backend == "onnx" and onnx_dir is None:
+            raise BackendError(_NEEDS_ONNX_DIR)
+        backend = "compile" if compile else backend
+        if backend not in BACKENDS:  # before loading any weights
+            raise ValueError(f"unknown backend {backend!r}; use one of {BACKENDS}")
         return cls(load_components(model, dtype=dtype, device=device, variant=variant, revision=revision),
-                   vae_tiling=vae_tiling)
+                   vae_tiling=vae_tiling, backend=backend, onnx_dir=onnx_dir)
+
+    # -- fast tier --------------------------------------------------------------------------------------------
+    def compile_models(self, mode: str | None = None, backend: str = "inductor") -> Predictor:
+        """Run the UNet and VAE encode/decode through ``torch.compile`` from now on; returns ``self``.
+
+        Each new input shape compiles at its first call (slow on a CPU: minutes for the full model); keep the
+        processing resolution and ``batch_size`` fixed to compile once. Without a working compiler, or if a
+        compilation fails, one warning is logged and inference runs eagerly (see
+        :func:`~marigold_toolkit.pipeline.backends.compiled_calls`; ``backend`` is torch.compile's backend).
+        """
+        self.calls = compiled_calls(self.unet, self.vae, mode=mode, backend=backend)
+        return self
+
+    def use_onnx(self, onnx_dir: str | Path, providers: list[str] | None = None) -> Predictor:
+        """Run the UNet and the VAE through ONNX Runtime sessions on the export in ``onnx_dir``; returns ``self``.
+
+        The export must come from this checkpoint (checked against its manifest) and the predictor must be float32.
+        """
+        from ..models.export import check_matches, read_manifest
+
+        if onnx_dir is None:
+            raise BackendError(_NEEDS_ONNX_DIR)
+        if self.dtype != torch.float32:
+            raise BackendError(f"the onnx backend runs float32 only, not {str(self.dtype).replace('torch.', '')}")
+        check_matches(read_manifest(onnx_dir), self.unet, self.vae, onnx_dir)
+        self.calls = onnx_calls(onnx_dir, self.device, providers=providers)
+        return self
+
+    @property
+    def backend(self) -> str:
+        """``"eager"``, ``"compile"`` or ``"onnx"``: what runs the UNet and the VAE."""
+        return self.calls.name
 
     # -- properties -------------------------------------------------------------------------------------------
     @property
@@ -224,13 +289,14 @@ class Predictor:
             "processing_resolution": res, "match_input_resolution": match_input_resolution,
             "resample_method_input": resample_method_input, "resample_method_output": resample_method_output,
             "scheduler": type(self.scheduler).__name__, "dtype": str(self.dtype).replace("torch.", ""),
+            "backend": self.backend,
         }
         T = self.codec.n_targets
         bar = tqdm(total=len(items) * ensemble_size, desc="Marigold", disable=not show_progress, leave=False)
         results: list[MarigoldOutput | None] = [None] * len(items)
         for idxs in groups.values():
             batch = torch.cat([prepared[i][0] for i in idxs])
-            image_latent = encode_images(self.vae, batch, batch_size)  # [n,4,h,w]
+            image_latent = encode_images(self.vae, batch, batch_size, self.calls.encode)  # [n,4,h,w]
             del batch
             c, h, w = image_latent.shape[1] * T, image_latent.shape[2], image_latent.shape[3]
             plans = [
@@ -241,12 +307,14 @@ class Predictor:
             rows_noise = torch.cat([p.initial for p in plans])
             rows_step = torch.cat([p.steps for p in plans]) if stochastic and n_timesteps > 1 else None
             latents = denoise(
-                self.unet, self.scheduler, rows_cond, rows_noise, self.components.empty_text_embedding.to(self.dtype),
+                self.calls.unet, self.scheduler, rows_cond, rows_noise, self.components.empty_text_embedding.to(self.dtype),
                 steps, batch_size, rows_step, progress=bar.update,
             )  # [n*E, 4T, h, w]
             del rows_cond, rows_noise, rows_step
             flat = latents.reshape(latents.shape[0] * T, image_latent.shape[1], h, w)
-            decoded = decode_latents(self.vae, flat, batch_size, self.codec.decode)  # [n*E*T, C, PH', PW']
+            decoded = decode_latents(  # [n*E*T, C, PH', PW']
+                self.vae, flat, batch_size, self.codec.decode, self.calls.decode
+            )
             for j, i in enumerate(idxs):
                 _, padding, in_size, proc_size = prepared[i]
                 members = decoded[j * ensemble_size * T : (j + 1) * ensemble_size * T]
