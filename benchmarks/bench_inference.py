@@ -10,7 +10,11 @@ memory on CUDA) is that configuration's alone. Prints a Markdown table:
 
 Columns: latency per image (median of repeats after one warm-up), images/s, peak memory, the max abs
 difference of our prediction from diffusers', and the deviation (depth: AbsRel between the two outputs; other
-tasks: mean abs difference). ``--ours-dtype bfloat16`` measures the fast tier against a float32 reference.
+tasks: mean abs difference). ``--ours-dtype bfloat16`` measures the fast tier against a float32 reference, and
+so does ``--ours-backend compile|onnx`` (torch.compile with inductor; ONNX Runtime on an export of the checkpoint,
+made once per checkpoint in the cache folder). The warm-up column is the first call's time (torch.compile
+compiles there). Compare backends at ensemble 1: depth ensembling's BFGS alignment amplifies float-level
+differences. ``--threads 1`` gives steady timings on a shared, busy machine.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ def worker(args: argparse.Namespace) -> None:
     import numpy as np
     import torch
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
     rng = np.random.default_rng(0)
     h, w = args.image_size
     image = (rng.random((h, w, 3)) * 255).astype(np.uint8)
@@ -56,7 +60,8 @@ def worker(args: argparse.Namespace) -> None:
     if args.impl == "ours":
         from marigold_toolkit import Predictor
 
-        model = Predictor.from_pretrained(args.checkpoint, dtype=dtype, device=args.device)
+        model = Predictor.from_pretrained(args.checkpoint, dtype=dtype, device=args.device, backend=args.backend,
+                                          onnx_dir=args.onnx_dir)
 
         def run():
             out = model.predict(image, seed=0, **kw)
@@ -73,7 +78,9 @@ def worker(args: argparse.Namespace) -> None:
         def run():
             return pipe(pil, generator=torch.Generator("cpu").manual_seed(0), **kw).prediction
 
+    t0 = time.perf_counter()
     pred = run()  # warm-up (and the output compared between implementations)
+    warmup = time.perf_counter() - t0
     times = []
     for _ in range(args.repeats):
         if args.device.startswith("cuda"):
@@ -84,7 +91,8 @@ def worker(args: argparse.Namespace) -> None:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     np.save(args.result + ".npy", np.asarray(pred, dtype=np.float32))
-    Path(args.result + ".json").write_text(json.dumps({"times": times, "peak_mb": _peak_memory_mb(args.device)}))
+    Path(args.result + ".json").write_text(json.dumps({"times": times, "warmup": warmup,
+                                                       "peak_mb": _peak_memory_mb(args.device)}))
 
 
 def _ensure_checkpoint(cache: Path, task: str, size: str) -> Path:
@@ -97,12 +105,27 @@ def _ensure_checkpoint(cache: Path, task: str, size: str) -> Path:
     return folder
 
 
+def _ensure_onnx_export(ckpt: Path) -> Path:
+    from marigold_toolkit.models.export import MANIFEST, export_onnx
+
+    folder = ckpt.parent / f"{ckpt.name}-onnx"
+    if not (folder / MANIFEST).is_file():
+        print(f"exporting {ckpt} to ONNX in {folder} ...", file=sys.stderr)
+        export_onnx(ckpt, folder, overwrite=True)
+    return folder
+
+
 def _measure(impl: str, task: str, ckpt: Path, cfg: dict, args, tmp: Path, dtype: str) -> dict:
     result = str(tmp / f"{impl}-{task}-{cfg['resolution']}-{cfg['steps']}-{cfg['ensemble']}-{cfg['batch_size']}")
     cmd = [sys.executable, __file__, "--worker", "--impl", impl, "--task", task, "--checkpoint", str(ckpt),
            "--resolution", str(cfg["resolution"]), "--steps", str(cfg["steps"]), "--ensemble", str(cfg["ensemble"]),
            "--batch-size", str(cfg["batch_size"]), "--repeats", str(args.repeats), "--device", args.device,
+           "--threads", str(args.threads or 0),
            "--dtype", dtype, "--image-size", *map(str, args.image_size), "--result", result]
+    if impl == "ours":
+        cmd += ["--backend", args.ours_backend]
+        if args.ours_backend == "onnx":
+            cmd += ["--onnx-dir", str(_ensure_onnx_export(ckpt))]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{impl} {task} {cfg} failed:\n{proc.stderr[-3000:]}")
@@ -127,7 +150,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="dtype of the diffusers reference (and of ours unless --ours-dtype)")
     p.add_argument("--ours-dtype", choices=("float32", "float16", "bfloat16"),
                    help="fast tier: run ours in this dtype and report its deviation from the reference")
+    p.add_argument("--ours-backend", default="eager", choices=("eager", "compile", "onnx"),
+                   help="fast tier: run ours through torch.compile or ONNX Runtime (float32) and report its "
+                        "deviation from the reference")
     p.add_argument("--image-size", type=int, nargs=2, default=(768, 1024), metavar=("H", "W"))
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads per run (torch and ONNX Runtime; default 0 = all cores). On a shared, busy "
+                        "machine 1 thread gives far steadier timings")
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "marigold-bench-checkpoints")
     p.add_argument("--output", type=Path, help="also write the Markdown table to this file")
     # worker-only arguments
@@ -139,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ensemble", type=int, help=argparse.SUPPRESS)
     p.add_argument("--batch-size", type=int, help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
+    p.add_argument("--backend", default="eager", help=argparse.SUPPRESS)
+    p.add_argument("--onnx-dir", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         args.steps = int(args.steps)
@@ -171,21 +202,23 @@ def main(argv: list[str] | None = None) -> int:
                 diff = float(err.max())
                 # depth: AbsRel between the two outputs (mean |ours - ref| / ref); other tasks: mean abs difference
                 rel = float((err / np.maximum(np.abs(ref["pred"]), 1e-3)).mean()) if task == "depth" else float(err.mean())
-                rows.append((task, cfg, t_ours, t_ref, ours["peak_mb"], ref["peak_mb"], diff, rel))
+                rows.append((task, cfg, t_ours, t_ref, ours["peak_mb"], ref["peak_mb"], diff, rel, ours["warmup"]))
     import platform
 
     import torch
 
     head = (f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
-            f"{torch.__version__}, device {args.device}, diffusers {args.dtype}, ours {args.ours_dtype or args.dtype}, "
+            f"{torch.__version__}, {args.threads or os.cpu_count()} threads, device {args.device}, "
+            f"diffusers {args.dtype}, ours {args.ours_dtype or args.dtype} "
+            f"({args.ours_backend}), "
             f"model {size}, input {args.image_size[1]}x"
             f"{args.image_size[0]}, median of {args.repeats} after warm-up\n\n")
     lines = ["| task | res | steps | ens | batch | ours s/img | diffusers s/img | speed-up | ours img/s | "
-             "ours peak MB | diffusers peak MB | max abs diff | deviation |", "|" + "---|" * 13]
-    for task, cfg, to, tr, mo, mr, d, rel in rows:
+             "ours peak MB | diffusers peak MB | ours warm-up s | max abs diff | deviation |", "|" + "---|" * 14]
+    for task, cfg, to, tr, mo, mr, d, rel, wu in rows:
         lines.append(f"| {task} | {cfg['resolution']} | {cfg['steps']} | {cfg['ensemble']} | {cfg['batch_size']} | "
-                     f"{to:.3f} | {tr:.3f} | {tr / to:.2f}x | {1 / to:.2f} | {mo:.0f} | {mr:.0f} | {d:.1e} | "
-                     f"{rel:.2%} |")
+                     f"{to:.3f} | {tr:.3f} | {tr / to:.2f}x | {1 / to:.2f} | {mo:.0f} | {mr:.0f} | {wu:.2f} | "
+                     f"{d:.1e} | {rel:.2%} |")
     table = head + "\n".join(lines) + "\n"
     sys.stdout.write(table)
     if args.output:

@@ -37,3 +37,23 @@ def test_fast_tier_deviation_is_reported(tmp_path):
     row = next(line for line in r.stdout.splitlines() if line.startswith("| depth |"))
     deviation = float(row.strip("|").split("|")[-1].strip().rstrip("%"))
     assert 0 < deviation < 100  # bf16 changes the numbers (noise is drawn in bf16 too); reported, not asserted small
+
+
+def test_onnx_backend_row_reports_speed_and_a_small_deviation(tmp_path):
+    """``--ours-backend onnx``: exported once into the cache, then timed; float32 ONNX Runtime stays within the
+    fast tier's tolerance of diffusers' float32 output (ensemble 1: no ensembling noise amplification)."""
+    import pytest
+
+    pytest.importorskip("onnxruntime")
+    from marigold_toolkit.pipeline.backends import FAST_TIER_ABSREL_TOL
+
+    r = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--tasks", "depth", "--ensembles", "1",
+                        "--ours-backend", "onnx", "--cache", str(tmp_path / "c")],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "ours float32 (onnx)" in r.stdout
+    assert (tmp_path / "c" / "tiny-depth-v1-1-onnx" / "manifest.json").is_file()
+    row = next(line for line in r.stdout.splitlines() if line.startswith("| depth |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert float(cells[5]) > 0  # ours s/img
+    assert float(cells[-1].rstrip("%")) / 100 <= FAST_TIER_ABSREL_TOL
