@@ -353,3 +353,23 @@ def test_preview_is_input_next_to_each_target(checkpoints, tmp_path, capsys):
     mtime = (out / "pic_preview.png").stat().st_mtime_ns
     code, _, _ = run_cli(capsys, *predict_args(img, checkpoints["iid-lighting-v1-1"], out, extra=("--preview",)))
     assert code == 0 and (out / "pic_preview.png").stat().st_mtime_ns == mtime  # resumed: nothing recomputed
+
+
+def test_several_models_in_one_run_share_the_preview(checkpoints, tmp_path, capsys):
+    """``--model A,B``: each model's files, one preview with every model's panels; each model's outputs equal
+    those of a run with that model alone."""
+    img = save_image(tmp_path / "in" / "pic.png", 30, 40, 2)
+    out, alone = tmp_path / "out", tmp_path / "alone"
+    both = f"{checkpoints['depth-v1-1']},{checkpoints['normals-v1-1']}"
+    code, _, err = run_cli(capsys, *predict_args(img, both, out, extra=("--preview",)))
+    assert code == 0, err
+    for name in ("pic_depth.npy", "pic_depth.png", "pic_depth_colored.png", "pic_normals.npy", "pic_normals.png"):
+        assert (out / name).is_file(), name
+    assert Image.open(out / "pic_preview.png").size == (40 * 3, 30)  # input | depth | normals
+    code, _, err = run_cli(capsys, *predict_args(img, checkpoints["normals-v1-1"], alone))
+    assert code == 0, err
+    np.testing.assert_array_equal(np.load(out / "pic_normals.npy"), np.load(alone / "pic_normals.npy"))
+    # two models writing the same target would overwrite each other: refused before any work
+    same = f"{checkpoints['depth-v1-1']},{checkpoints['depth-v1-0']}"
+    code, _, err = run_cli(capsys, *predict_args(img, same, tmp_path / "x"))
+    assert code == 2 and "same target" in err and not (tmp_path / "x").exists()

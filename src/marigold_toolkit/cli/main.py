@@ -7,7 +7,7 @@ import logging
 import sys
 
 from .. import __version__
-from . import evaluate, predict, train
+from . import evaluate, predict, pretrain, train
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_parser(sub)
     evaluate.add_parser(sub)
     train.add_parser(sub)
+    pretrain.add_parser(sub)
     from . import export
 
     export.add_parser(sub)

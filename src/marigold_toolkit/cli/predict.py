@@ -21,7 +21,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 def add_inference_arguments(p: argparse.ArgumentParser, ensemble_default: int | None = 1) -> None:
     """Inference flags shared by ``predict`` and ``evaluate``."""
     p.add_argument("--model", default="prs-eth/marigold-depth-v1-1",
-                   help="hub id, registry alias or local folder (default: %(default)s)")
+                   help="hub id, registry alias (e.g. demo-depth, offline) or local folder; predict also takes a "
+                        "comma-separated list, e.g. demo-depth,demo-normals (default: %(default)s)")
     p.add_argument("--task", choices=("depth", "normals", "intrinsics"),
                    help="expected task; an error if the checkpoint predicts something else")
     p.add_argument("--steps", type=int, help="denoising steps (default: the checkpoint's)")
@@ -105,29 +106,42 @@ def run(args: argparse.Namespace) -> int:
         _fail(path, reason)
         failed += 1
 
-    try:
-        predictor = Predictor.from_pretrained(args.model, dtype=args.dtype, device=args.device, variant=args.variant,
-                                              vae_tiling=args.tiled_vae, backend=args.backend,
-                                              onnx_dir=args.onnx_dir, compile=args.compile)
-    except (CheckpointError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    model_names = [m.strip() for m in str(args.model).split(",") if m.strip()]
+    if not model_names:
+        print("error: --model is empty", file=sys.stderr)
         return EXIT_USAGE
-    if args.task and args.task != predictor.task:
-        print(f"error: --task {args.task} but model '{args.model}' predicts {predictor.task}", file=sys.stderr)
+    predictors = []
+    for name in model_names:
+        try:
+            predictors.append(Predictor.from_pretrained(
+                name, dtype=args.dtype, device=args.device, variant=args.variant, vae_tiling=args.tiled_vae,
+                backend=args.backend, onnx_dir=args.onnx_dir, compile=args.compile))
+        except (CheckpointError, ValueError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if args.task and args.task != predictors[-1].task:
+            print(f"error: --task {args.task} but model '{name}' predicts {predictors[-1].task}", file=sys.stderr)
+            return EXIT_USAGE
+    all_targets = [t for p in predictors for t in p.target_names]
+    if len(set(all_targets)) != len(all_targets):
+        print(f"error: --model {args.model}: several models predict the same target ({', '.join(all_targets)}), "
+              "so their output files would collide; run them with separate --output-dir", file=sys.stderr)
         return EXIT_USAGE
 
     if args.reduction:
-        try:
-            predictor.codec.check_reduction(args.reduction)
-        except ValueError as exc:
-            print(f"error: --reduction: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+        for predictor in predictors:
+            try:
+                predictor.codec.check_reduction(args.reduction)
+            except ValueError as exc:
+                print(f"error: --reduction: {exc}", file=sys.stderr)
+                return EXIT_USAGE
 
     out_dir: Path = args.output_dir
     # With --output-dir inside (or equal to) an input folder, a rerun finds the earlier results there: they are
     # outputs, not inputs (explicitly named files are kept).
     out_root = out_dir.resolve()
-    own_suffixes = tuple(output_names(predictor.task, predictor.target_names, "", True)) + ("_preview.png",)
+    own_suffixes = tuple(n for p in predictors for n in output_names(p.task, p.target_names, "", True))
+    own_suffixes += ("_preview.png",)
     explicit = {Path(a).resolve() for a in args.inputs if Path(a).is_file()}
     images = [p for p in images if p.resolve() in explicit
               or not (p.resolve().parent == out_root and p.name.endswith(own_suffixes))]
@@ -142,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     with_unc = args.ensemble > 1
     todo = []
     for path, stem in zip(images, stems):
-        names = output_names(predictor.task, predictor.target_names, stem, with_unc)
+        names = [n for p in predictors for n in output_names(p.task, p.target_names, stem, with_unc)]
         if args.preview:
             names.append(f"{stem}_preview.png")
         if not args.overwrite and all((out_dir / n).is_file() for n in names):
@@ -167,30 +181,35 @@ def run(args: argparse.Namespace) -> int:
                 bar.update(1)
         if not loaded:
             continue
-        try:
-            outputs = predictor.predict(
-                [arr for _, _, arr in loaded],
-                num_inference_steps=args.steps,
-                ensemble_size=args.ensemble,
-                processing_resolution=args.processing_resolution,
-                match_input_resolution=not args.no_match_input_resolution,
-                resample_method_input=args.resample or "bilinear",
-                resample_method_output=args.resample or "bilinear",
-                batch_size=args.batch_size,
-                seed=args.seed,
-                ensembling_kwargs=ens_kwargs,
-            )
-        except (ValueError, RuntimeError, MemoryError) as exc:
-            outputs = None
-            for path, _, _ in loaded:
-                _fail(path, f"prediction failed ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
-            failed += len(loaded)
-        if outputs is not None:
-            for (path, stem, arr), out in zip(loaded, outputs):
+        per_model = []  # per model: its outputs for `loaded`, or None where prediction failed
+        for predictor in predictors:
+            try:
+                per_model.append(predictor.predict(
+                    [arr for _, _, arr in loaded],
+                    num_inference_steps=args.steps,
+                    ensemble_size=args.ensemble,
+                    processing_resolution=args.processing_resolution,
+                    match_input_resolution=not args.no_match_input_resolution,
+                    resample_method_input=args.resample or "bilinear",
+                    resample_method_output=args.resample or "bilinear",
+                    batch_size=args.batch_size,
+                    seed=args.seed,
+                    ensembling_kwargs=ens_kwargs,
+                ))
+            except (ValueError, RuntimeError, MemoryError) as exc:
+                per_model = None
+                for path, _, _ in loaded:
+                    _fail(path, f"prediction failed ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
+                failed += len(loaded)
+                break
+        if per_model is not None:
+            for i, (path, stem, arr) in enumerate(loaded):
                 try:
-                    write_prediction(out_dir, stem, out, predictor.spec.target_properties)
+                    for predictor, outputs in zip(predictors, per_model):
+                        write_prediction(out_dir, stem, outputs[i], predictor.spec.target_properties)
                     if args.preview:
-                        write_preview(out_dir, stem, arr, out, predictor.spec.target_properties)
+                        write_preview(out_dir, stem, arr, [outputs[i] for outputs in per_model],
+                                      [p.spec.target_properties for p in predictors])
                 except OSError as exc:
                     _fail(path, f"cannot write outputs ({exc.strerror or exc})")
                     failed += 1

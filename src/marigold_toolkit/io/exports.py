@@ -71,12 +71,19 @@ def write_prediction(out_dir: Path, stem: str, output, target_properties: dict[s
 
 def write_preview(out_dir: Path, stem: str, image: np.ndarray, output,
                   target_properties: dict[str, Any] | None = None) -> Path:
-    """``<stem>_preview.png``: the input next to the visualisation of every target (same height)."""
+    """``<stem>_preview.png``: the input next to the visualisation of every target (same height).
+
+    ``output`` may be a list of outputs of several models for the same image (``target_properties`` then a
+    list of the same length): their panels follow each other in order."""
     from ..visualize import side_by_side
 
+    outputs = list(output) if isinstance(output, (list, tuple)) else [output]
+    props = list(target_properties) if isinstance(target_properties, (list, tuple)) else [target_properties]
+    props = props if len(props) == len(outputs) else [props[0]] * len(outputs)
     panels = []
-    for name, arr in output.targets.items():
-        panels.append(preview_image(output.task, name, arr, target_properties))
+    for out, prop in zip(outputs, props):
+        for name, arr in out.targets.items():
+            panels.append(preview_image(out.task, name, arr, prop))
     h, w = panels[0].shape[:2]
     rgb = np.asarray(image)
     if rgb.dtype != np.uint8:

@@ -21,20 +21,19 @@ def icosphere(subdivisions: int = 3) -> tuple[np.ndarray, np.ndarray]:
     ``F = 20 * 4**subdivisions``."""
     verts = [v / np.linalg.norm(v) for v in _ICO_V]
     faces = _ICO_F
+    def midpoint(a: int, b: int, cache: dict[tuple[int, int], int]) -> int:
+        key = (a, b) if a < b else (b, a)
+        if key not in cache:
+            m = verts[a] + verts[b]
+            verts.append(m / np.linalg.norm(m))
+            cache[key] = len(verts) - 1
+        return cache[key]
+
     for _ in range(int(subdivisions)):
         cache: dict[tuple[int, int], int] = {}
-
-        def midpoint(a: int, b: int) -> int:
-            key = (a, b) if a < b else (b, a)
-            if key not in cache:
-                m = verts[a] + verts[b]
-                verts.append(m / np.linalg.norm(m))
-                cache[key] = len(verts) - 1
-            return cache[key]
-
         new = []
         for a, b, c in faces:
-            ab, bc, ca = midpoint(a, b), midpoint(b, c), midpoint(c, a)
+            ab, bc, ca = midpoint(a, b, cache), midpoint(b, c, cache), midpoint(c, a, cache)
             new += [[a, ab, ca], [b, bc, ab], [c, ca, bc], [ab, bc, ca]]
         faces = np.array(new, dtype=np.int64)
     return np.array(verts), faces

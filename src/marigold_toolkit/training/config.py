@@ -150,16 +150,17 @@ def _load_chain(path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:
     return cfg
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> DictConfig:
-    """Load ``path`` with its ``base_config`` chain, validate against :class:`TrainConfig`, apply overrides.
+def load_structured(path: str | Path, schema: type, overrides: list[str] | None = None,
+                    post=None) -> DictConfig:
+    """Load ``path`` with its ``base_config`` chain, merge it into the dataclass ``schema``, apply ``key=value``
+    overrides, run ``post(cfg)`` (e.g. typing list items) and resolve interpolations.
 
     Raises:
-        ConfigError: missing file, YAML error, unknown key, wrong type or invalid value (naming it).
+        ConfigError: missing file, YAML error, unknown key or wrong type (naming it).
     """
     raw = _load_chain(Path(path))
-    schema = OmegaConf.structured(TrainConfig)
     try:
-        cfg = OmegaConf.merge(schema, raw)
+        cfg = OmegaConf.merge(OmegaConf.structured(schema), raw)
         if overrides:
             bad = [o for o in overrides if "=" not in o]
             if bad:
@@ -172,13 +173,28 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> DictCon
                     if parent is None or not isinstance(parent, DictConfig):
                         raise ConfigError(f"override {item!r}: no such key '{key}'")
                 OmegaConf.update(cfg, key, value, merge=True)
-        cfg.data.train = [OmegaConf.merge(OmegaConf.structured(DatasetConfig), d) for d in cfg.data.train]
-        cfg.data.val = [OmegaConf.merge(OmegaConf.structured(DatasetConfig), d) for d in cfg.data.val]
+        if post is not None:
+            post(cfg)
         OmegaConf.resolve(cfg)
     except (OmegaConfBaseException, TypeError) as exc:
         msg = str(exc).splitlines()[0]
         key = getattr(exc, "full_key", None)
         raise ConfigError(f"{path}: {msg}" + (f" (key '{key}')" if key else "")) from None
+    return cfg
+
+
+def _type_datasets(cfg: DictConfig) -> None:
+    cfg.data.train = [OmegaConf.merge(OmegaConf.structured(DatasetConfig), d) for d in cfg.data.train]
+    cfg.data.val = [OmegaConf.merge(OmegaConf.structured(DatasetConfig), d) for d in cfg.data.val]
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> DictConfig:
+    """Load ``path`` with its ``base_config`` chain, validate against :class:`TrainConfig`, apply overrides.
+
+    Raises:
+        ConfigError: missing file, YAML error, unknown key, wrong type or invalid value (naming it).
+    """
+    cfg = load_structured(path, TrainConfig, overrides, post=_type_datasets)
     validate(cfg, str(path))
     return cfg
 
