@@ -116,4 +116,6 @@ def test_cli_hooks(tmp_path):
     assert meta["family"] == "tabletop" and (meta["height"], meta["width"]) == (16, 24)
     bad = parser.parse_args(["synth", "--output-dir", str(out), "--num", "1", "--scenes", "underwater"])
     assert synth_cli.run(bad) == 2  # usage error, like every other command
+    bad_variant = parser.parse_args(["synth", "--output-dir", str(out), "--num", "1", "--variant", "no_such_rgb"])
+    assert synth_cli.run(bad_variant) == 2
     assert os.path.isdir(out / "rgb")

@@ -21,6 +21,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="processes")
     p.add_argument("--scenes", default=",".join(SCENE_FAMILIES),
                    help=f"comma-separated scene families ({','.join(SCENE_FAMILIES)})")
+    p.add_argument("--variant", help="Mitsuba variant (default: $MARIGOLD_SYNTH_VARIANT or scalar_rgb; e.g. "
+                                     "llvm_ad_rgb or cuda_ad_rgb where installed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p
@@ -43,9 +45,15 @@ def run(args) -> int:
     if args.num < 0 or args.spp < 1 or args.workers < 1 or min(args.resolution) < 1:
         return _usage("--num must be >= 0 and --spp, --workers, --resolution positive")
     try:
-        import mitsuba  # noqa: F401
+        import mitsuba
     except ImportError:
         return _usage("rendering needs Mitsuba 3: pip install 'marigold-toolkit[synth]'")
+    if args.variant:
+        if args.variant not in mitsuba.variants():
+            return _usage(f"--variant {args.variant}: not available here; one of {', '.join(mitsuba.variants())}")
+        import os
+
+        os.environ["MARIGOLD_SYNTH_VARIANT"] = args.variant  # also read by the worker processes
     n = render_dataset(args.output_dir, args.num, seed=args.seed, resolution=tuple(args.resolution), spp=args.spp,
                        workers=args.workers, progress=not args.no_progress, families=families)
     logger.info("synth: rendered %d new samples into %s", n, args.output_dir)
