@@ -85,7 +85,8 @@ def pretrain(a) -> None:
     base, ablation = a.work_dir / "base", a.work_dir / "base-random-unet"
     if not (base / "model_index.json").is_file():
         marigold("pretrain-base", str(CONFIGS / "base.yaml"), f"output_dir={base}", *_pretrain_overrides(a))
-    if not (ablation / "model_index.json").is_file():  # same VAE + text encoder, UNet left at random init
+    if not a.skip_ablation and not (ablation / "model_index.json").is_file():
+        # same VAE + text encoder, UNet left at its random initialisation
         marigold("pretrain-base", str(CONFIGS / "base.yaml"), f"output_dir={ablation}", f"vae_from={base}",
                  "unet.steps=0", *_pretrain_overrides(a))
 
@@ -166,9 +167,21 @@ def _write_baselines(test: Path, out: Path) -> dict[str, Path]:
 
 
 def _score(task: str, preds: Path, gt: Path, report: Path) -> dict:
+    """``marigold evaluate`` in folder mode; adds ``by_family``: the first table metric averaged per scene
+    family (from the per-image CSV and the test set's camera JSON)."""
+    import csv
+
     marigold("evaluate", "--task", task, "--predictions", str(preds), "--ground-truth", str(gt),
              "--output", str(report), *(["--alignment", "least_square"] if task == "depth" else []))
-    return json.loads(report.read_text())
+    result = json.loads(report.read_text())
+    key = TABLE_KEYS[task][0]
+    by_family: dict[str, list[float]] = {}
+    with open(report.with_name(report.stem + "_per_image.csv"), newline="") as f:
+        for row in csv.DictReader(f):
+            meta = json.loads((gt.parent / "camera" / f"{row['stem']}.json").read_text())
+            by_family.setdefault(meta["family"], []).append(float(row[key]))
+    result["by_family"] = {fam: float(np.mean(v)) for fam, v in sorted(by_family.items())}
+    return result
 
 
 def evaluate(a) -> None:
@@ -196,15 +209,23 @@ def _metrics(report: dict) -> dict:
     return report.get("metrics", report)
 
 
+TABLE_KEYS = {"depth": ("abs_rel", "rmse", "delta1"),
+              "normals": ("mean_angular_error", "median_angular_error", "within_11.25", "within_30")}
+
+
 def model_card_table(rows) -> str:
+    """Markdown: per task, one row per model / baseline with the dataset means and the first metric per
+    scene family."""
     lines = []
-    for task, keys in (("depth", ("abs_rel", "rmse", "delta1")),
-                       ("normals", ("mean_angular_error", "median_angular_error", "within_11.25", "within_30"))):
-        lines += [f"| {task} model | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for task, keys in TABLE_KEYS.items():
+        families = sorted({f for t, _, rep in rows if t == task for f in rep.get("by_family", {})})
+        head = list(keys) + [f"{keys[0]} ({f})" for f in families]
+        lines += [f"| {task} model | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
         for t, name, rep in rows:
             if t == task:
                 m = _metrics(rep)
-                lines.append(f"| {name} | " + " | ".join(f"{float(m[k]):.4f}" for k in keys) + " |")
+                vals = [float(m[k]) for k in keys] + [rep["by_family"][f] for f in families]
+                lines.append(f"| {name} | " + " | ".join(f"{v:.4f}" for v in vals) + " |")
         lines.append("")
     return "\n".join(lines)
 

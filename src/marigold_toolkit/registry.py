@@ -1,17 +1,22 @@
 """Named models: short aliases for the public Marigold checkpoints (timm-style registry).
 
-An alias resolves to a Hugging Face hub id; everything else about a model is read from its checkpoint.
+An alias resolves to a Hugging Face hub id, or, for the bundled demo models, to a folder inside the installed
+package (so they work offline); everything else about a model is read from its checkpoint.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+#: the bundled demo checkpoints (see docs/demo-models.md and recipes/demo.py)
+DEMO_DIR = Path(__file__).resolve().parent / "assets" / "demo"
 
 
 @dataclass(frozen=True)
 class ModelEntry:
     alias: str
-    hub_id: str
+    hub_id: str  # a hub id, or a local folder for bundled models
     task: str
     description: str
 
@@ -45,3 +50,7 @@ register_model(
 register_model(
     "iid-lighting-v1-1", "prs-eth/marigold-iid-lighting-v1-1", "intrinsics", "Albedo + shading + residual (linear)"
 )
+register_model("demo-depth", str(DEMO_DIR / "depth"), "depth",
+               "Bundled demo (offline, ~2 MB): tiny model trained by recipes/demo.py on rendered scenes")
+register_model("demo-normals", str(DEMO_DIR / "normals"), "normals",
+               "Bundled demo (offline, ~2 MB): tiny model trained by recipes/demo.py on rendered scenes")

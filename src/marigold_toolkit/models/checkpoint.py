@@ -103,6 +103,8 @@ def resolve_checkpoint_path(source: str, variant: str | None = None, revision: s
     if _is_local(source):  # a folder wins over a registry alias of the same name
         return Path(os.path.expanduser(source)).resolve()
     source = resolve_alias(source)
+    if _is_local(source):  # an alias of a bundled model (a folder inside the package)
+        return Path(source).resolve()
     if not _HUB_ID.fullmatch(source):
         raise CheckpointError(
             f"model '{source}': no such folder, and not a Hugging Face hub id of the form 'org/name'"
