@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+
+from .train import add_config_command
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("pretrain-base", help="pretrain a small Stable-Diffusion-layout base (VAE + UNet) on images",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", type=Path, help="YAML config, e.g. configs/demo/base.yaml")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. unet.steps=0")
-    p.set_defaults(func=run)
+    add_config_command(sub, "pretrain-base", "pretrain a small Stable-Diffusion-layout base (VAE + UNet) on images",
+                       __doc__, "configs/demo/base.yaml", "unet.steps=0", run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -17,12 +17,19 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 
+def add_config_command(sub, name: str, help: str, doc: str, config_example: str, override_example: str,
+                       func) -> argparse.ArgumentParser:
+    """A subcommand ``NAME CONFIG [key=value ...]`` (YAML config + OmegaConf-style overrides)."""
+    p = sub.add_parser(name, help=help, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", type=Path, help=f"YAML config, e.g. {config_example}")
+    p.add_argument("overrides", nargs="*", help=f"key=value overrides, e.g. {override_example}")
+    p.set_defaults(func=func)
+    return p
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("train", help="fine-tune a Marigold model from a YAML config",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", type=Path, help="YAML config, e.g. configs/train/depth.yaml")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.max_iter=100")
-    p.set_defaults(func=run)
+    add_config_command(sub, "train", "fine-tune a Marigold model from a YAML config", __doc__,
+                       "configs/train/depth.yaml", "optim.max_iter=100", run)
 
 
 def run(args: argparse.Namespace) -> int:

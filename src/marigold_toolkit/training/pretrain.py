@@ -245,17 +245,22 @@ def train_vae(vae, images: torch.Tensor, st, seed: int, log_period: int = 50) ->
         rec = vae.decode(z).sample
         kl = post.kl().mean() / z[0].numel()
         loss = (rec - x).abs().mean() + st.kl_weight * kl
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step)
-        opt.step()
-        losses.append(float(loss.detach()))
-        if log_period and (step + 1) % log_period == 0:
-            logger.info("vae step %d: loss %.4f", step + 1, float(np.mean(losses[-log_period:])))
+        _step(vae, opt, loss, lr_at(step), losses, "vae", log_period)
     vae.eval()
     return losses
+
+
+def _step(model, opt, loss: torch.Tensor, lr: float, losses: list[float], name: str, log_period: int) -> None:
+    """Backward, clip the gradient norm to 1, set ``lr``, step; record the loss and log every ``log_period``."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    for g in opt.param_groups:
+        g["lr"] = lr
+    opt.step()
+    losses.append(float(loss.detach()))
+    if log_period and len(losses) % log_period == 0:
+        logger.info("%s step %d: loss %.4f", name, len(losses), float(np.mean(losses[-log_period:])))
 
 
 @torch.no_grad()
@@ -291,15 +296,7 @@ def train_unet(unet, means: torch.Tensor, stds: torch.Tensor, scaling: float, te
         target = scheduler.get_velocity(z0, noise, t)
         pred = unet(zt, t, encoder_hidden_states=text_embedding.expand(st.batch_size, -1, -1)).sample
         loss = torch.nn.functional.mse_loss(pred, target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step)
-        opt.step()
-        losses.append(float(loss.detach()))
-        if log_period and (step + 1) % log_period == 0:
-            logger.info("unet step %d: loss %.4f", step + 1, float(np.mean(losses[-log_period:])))
+        _step(unet, opt, loss, lr_at(step), losses, "unet", log_period)
     unet.eval()
     return losses
 
