@@ -51,6 +51,6 @@ register_model(
     "iid-lighting-v1-1", "prs-eth/marigold-iid-lighting-v1-1", "intrinsics", "Albedo + shading + residual (linear)"
 )
 register_model("demo-depth", str(DEMO_DIR / "depth"), "depth",
-               "Bundled demo (offline, ~2 MB): tiny model trained by recipes/demo.py on rendered scenes")
+               "Bundled demo (offline, ~5 MB): tiny model trained by recipes/demo.py on rendered scenes")
 register_model("demo-normals", str(DEMO_DIR / "normals"), "normals",
-               "Bundled demo (offline, ~2 MB): tiny model trained by recipes/demo.py on rendered scenes")
+               "Bundled demo (offline, ~5 MB): tiny model trained by recipes/demo.py on rendered scenes")
