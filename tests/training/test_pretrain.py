@@ -72,6 +72,8 @@ def test_config_validation(config_file):
         load_pretrain_config(config_file, ["vae.steps=-1"])
     with pytest.raises(ConfigError):
         load_pretrain_config(config_file, ["vae.nonsense=1"])
+    with pytest.raises(ConfigError, match="text_arch.hidden_size must equal unet_arch.cross_attention_dim"):
+        load_pretrain_config(config_file, ["text_arch.hidden_size=48"])
     cfg = load_pretrain_config(config_file, ["unet.steps=7"])
     assert cfg.unet.steps == 7 and cfg.vae.kl_weight == 1e-6
 

@@ -113,12 +113,18 @@ def compute_empty_text_embedding(path: Path, dtype: torch.dtype = torch.float32,
     text_encoder = CLIPTextModel.from_pretrained(
         te_dir, torch_dtype=dtype, variant=_pick_variant(te_dir, variant), use_safetensors=_use_safetensors(te_dir)
     )
-    max_length = min(int(tokenizer.model_max_length), int(text_encoder.config.max_position_embeddings))
-    ids = tokenizer("", padding="do_not_pad", max_length=max_length, truncation=True, return_tensors="pt").input_ids
-    embedding = text_encoder(ids)[0].detach().clone()
+    embedding = encode_empty_prompt(tokenizer, text_encoder)
     del text_encoder, tokenizer
     gc.collect()
     return embedding
+
+
+@torch.no_grad()
+def encode_empty_prompt(tokenizer, text_encoder) -> torch.Tensor:
+    """The empty prompt through ``text_encoder``: BOS, EOS unpadded -> ``[1, 2, hidden]`` (a detached copy)."""
+    max_length = min(int(tokenizer.model_max_length), int(text_encoder.config.max_position_embeddings))
+    ids = tokenizer("", padding="do_not_pad", max_length=max_length, truncation=True, return_tensors="pt").input_ids
+    return text_encoder(ids.to(text_encoder.device))[0].detach().clone()
 
 
 def load_components(

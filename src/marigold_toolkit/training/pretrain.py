@@ -104,6 +104,8 @@ class PretrainConfig:
 
 def load_pretrain_config(path: str | Path, overrides: list[str] | None = None):
     cfg = load_structured(path, PretrainConfig, overrides)
+    if cfg.text_arch.hidden_size != cfg.unet_arch.cross_attention_dim:
+        raise ConfigError(f"{path}: text_arch.hidden_size must equal unet_arch.cross_attention_dim")
     for name in ("vae", "unet"):
         st = cfg[name]
         if st.steps < 0 or st.batch_size < 1 or st.lr <= 0:
@@ -222,8 +224,6 @@ def build_modules(cfg, seed: int):
         pad_token_id=tokenizer.eos_token_id, hidden_size=ta.hidden_size, intermediate_size=ta.intermediate_size,
         num_hidden_layers=ta.num_hidden_layers, num_attention_heads=ta.num_attention_heads,
         max_position_embeddings=77, projection_dim=ua.cross_attention_dim, hidden_act="gelu"))
-    if ta.hidden_size != ua.cross_attention_dim:
-        raise ConfigError("text_arch.hidden_size must equal unet_arch.cross_attention_dim")
     return vae, unet, text_encoder, tokenizer, tok_dir
 
 
@@ -307,9 +307,8 @@ def pretrain_base(cfg) -> dict[str, Any]:
     from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    from ..models.loading import compute_empty_text_embedding
+    from ..models.loading import encode_empty_prompt
     from ..models.random_init import _SCHED_COMMON, _write_tokenizer_files
-    from ..training.checkpoint import TMP_PREFIX
 
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
@@ -330,20 +329,15 @@ def pretrain_base(cfg) -> dict[str, Any]:
         pool = torch.cat([images] + [load_maps(f, cfg.data.max_images) for f in cfg.data.vae_maps])
         summary["vae_losses"] = train_vae(vae, pool, cfg.vae, int(cfg.seed), cfg.log_period)
         del pool
-        means, _ = encode_dataset(vae, images)
-        vae.register_to_config(scaling_factor=round(float(1.0 / means.std()), 5))
     vae.eval().requires_grad_(False)
+    means, stds = encode_dataset(vae, images)
+    if not cfg.vae_from:
+        vae.register_to_config(scaling_factor=round(float(1.0 / means.std()), 5))
     scaling = float(vae.config.scaling_factor)
     summary["scaling_factor"] = scaling
     scheduler = DDPMScheduler(**{k: v for k, v in _SCHED_COMMON.items() if k not in ("set_alpha_to_one",)})
-    means, stds = encode_dataset(vae, images)
     # the empty-prompt embedding exactly as the Marigold trainer / pipelines compute it
-    tmp = out / f"{TMP_PREFIX}text"
-    shutil.rmtree(tmp, ignore_errors=True)
-    text_encoder.save_pretrained(tmp / "text_encoder", safe_serialization=True)
-    tokenizer.save_pretrained(tmp / "tokenizer")
-    embedding = compute_empty_text_embedding(tmp).detach()
-    shutil.rmtree(tmp, ignore_errors=True)
+    embedding = encode_empty_prompt(tokenizer, text_encoder.eval())
     if cfg.unet.steps > 0:
         summary["unet_losses"] = train_unet(unet, means, stds, scaling, embedding, scheduler, cfg.unet,
                                             int(cfg.seed), cfg.log_period)
