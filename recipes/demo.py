@@ -205,10 +205,6 @@ def evaluate(a) -> None:
     logger.info("model card table:\n%s", table)
 
 
-def _metrics(report: dict) -> dict:
-    return report.get("metrics", report)
-
-
 TABLE_KEYS = {"depth": ("abs_rel", "rmse", "delta1"),
               "normals": ("mean_angular_error", "median_angular_error", "within_11.25", "within_30")}
 
@@ -223,8 +219,7 @@ def model_card_table(rows) -> str:
         lines += [f"| {task} model | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
         for t, name, rep in rows:
             if t == task:
-                m = _metrics(rep)
-                vals = [float(m[k]) for k in keys] + [rep["by_family"][f] for f in families]
+                vals = [float(rep[k]) for k in keys] + [rep["by_family"][f] for f in families]
                 lines.append(f"| {name} | " + " | ".join(f"{v:.4f}" for v in vals) + " |")
         lines.append("")
     return "\n".join(lines)

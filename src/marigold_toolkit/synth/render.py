@@ -203,6 +203,9 @@ def _mesh(name: str, vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, bs
     return mesh
 
 
+#: the path tracer of the shaded and the all-diffuse passes: one setting, so that R = I - I_d compares like
+#: with like (and is 0 where every material is diffuse)
+PATH_TRACER = {"type": "path", "max_depth": 6}
 LIGHT_MATERIAL = {"type": "diffuse", "color": [0.8, 0.8, 0.8], "roughness": 1.0, "metallic": 0.0}
 
 
@@ -215,9 +218,9 @@ def to_mitsuba_dict(scene: dict[str, Any], resolution: tuple[int, int], spp: int
     h, w = (int(x) for x in resolution)
     cam = scene["camera"]
     if mode == "shade":
-        integrator = {"type": "aov", "aovs": "dd:depth,nn:sh_normal", "img": {"type": "path", "max_depth": 6}}
+        integrator = {"type": "aov", "aovs": "dd:depth,nn:sh_normal", "img": dict(PATH_TRACER)}
     elif mode == "albedo":
-        integrator = {"type": "aov", "aovs": "aa:albedo", "img": {"type": "path", "max_depth": 6}}
+        integrator = {"type": "aov", "aovs": "aa:albedo", "img": dict(PATH_TRACER)}
     elif mode == "material":
         integrator = {"type": "aov", "aovs": "aa:albedo"}
     else:
