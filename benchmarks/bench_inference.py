@@ -10,11 +10,21 @@ memory on CUDA) is that configuration's alone. Prints a Markdown table:
 
 Columns: latency per image (median of repeats after one warm-up), images/s, peak memory, the max abs
 difference of our prediction from diffusers', and the deviation (depth: AbsRel between the two outputs; other
-tasks: mean abs difference). ``--ours-dtype bfloat16`` measures the fast tier against a float32 reference, and
-so does ``--ours-backend compile|onnx`` (torch.compile with inductor; ONNX Runtime on an export of the checkpoint,
-made once per checkpoint in the cache folder). The warm-up column is the first call's time (torch.compile
-compiles there). Compare backends at ensemble 1: depth ensembling's BFGS alignment amplifies float-level
-differences. ``--threads 1`` gives steady timings on a shared, busy machine.
+tasks: mean abs difference). ``--ours`` lists the variants of ours measured against the one diffusers reference
+of each configuration, e.g. ``--ours eager,eager+cl,onnx,compile,eager:bfloat16`` (``BACKEND[:DTYPE]``; ``+cl``:
+channels-last layout; torch.compile
+with inductor; ONNX Runtime on an export of the checkpoint, made once per checkpoint in the cache folder);
+``--ours-backend``/``--ours-dtype`` name a single variant. The warm-up column is the first call's time
+(torch.compile compiles there). The warm-up call runs ``min(ensemble, batch size)`` members, so it makes every
+model call of the timed runs with the same shapes at a fraction of their cost. Compare backends at ensemble 1:
+depth ensembling's BFGS alignment amplifies float-level differences. ``--threads 1`` gives steady timings on a
+shared, busy machine.
+
+``TFLOP/img`` counts the floating-point operations of the model calls one image needs (one VAE encode,
+ensemble x steps UNet calls, ensemble x targets VAE decodes; torch's FLOP counter on meta tensors, so nothing
+runs); ``ours GFLOP/s`` divides it by our latency. On a CPU both implementations run the same float32
+convolutions and matrix products through the same oneDNN/MKL kernels, so their ratio to the machine's measured
+GEMM rate (``--gemm``) is how close to the compute floor a configuration is.
 """
 
 from __future__ import annotations
@@ -35,13 +45,20 @@ PIPELINE = {"depth": "MarigoldDepthPipeline", "normals": "MarigoldNormalsPipelin
             "intrinsics": "MarigoldIntrinsicsPipeline"}
 
 
-def _peak_memory_mb(device: str) -> float:
+def peak_memory_mb(device: str) -> float:
+    """Peak memory of this process in MiB: allocated memory on CUDA, the resident-set high-water mark on CPU."""
     import resource
 
     import torch
 
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated() / 2**20
+    try:  # this process's own high-water mark (ru_maxrss would include the parent's RSS when it forked us)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
@@ -55,16 +72,15 @@ def worker(args: argparse.Namespace) -> None:
     h, w = args.image_size
     image = (rng.random((h, w, 3)) * 255).astype(np.uint8)
     dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[args.dtype]
-    kw = dict(num_inference_steps=args.steps, ensemble_size=args.ensemble, processing_resolution=args.resolution,
-              batch_size=args.batch_size)
+    kw = dict(num_inference_steps=args.steps, processing_resolution=args.resolution, batch_size=args.batch_size)
     if args.impl == "ours":
         from marigold_toolkit import Predictor
 
         model = Predictor.from_pretrained(args.checkpoint, dtype=dtype, device=args.device, backend=args.backend,
-                                          onnx_dir=args.onnx_dir)
+                                          onnx_dir=args.onnx_dir, channels_last=args.channels_last)
 
-        def run():
-            out = model.predict(image, seed=0, **kw)
+        def run(ensemble):
+            out = model.predict(image, seed=0, ensemble_size=ensemble, **kw)
             return np.stack([v if v.ndim == 3 else v[..., None] for v in out.targets.values()])
     else:
         import diffusers
@@ -75,24 +91,28 @@ def worker(args: argparse.Namespace) -> None:
         pipe.set_progress_bar_config(disable=True)
         pil = Image.fromarray(image)
 
-        def run():
-            return pipe(pil, generator=torch.Generator("cpu").manual_seed(0), **kw).prediction
+        def run(ensemble):
+            return pipe(pil, generator=torch.Generator("cpu").manual_seed(0), ensemble_size=ensemble, **kw).prediction
 
-    t0 = time.perf_counter()
-    pred = run()  # warm-up (and the output compared between implementations)
-    warmup = time.perf_counter() - t0
-    times = []
-    for _ in range(args.repeats):
+    def timed(ensemble):
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        run()
+        out = run(ensemble)
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
+        return out, time.perf_counter() - t0
+
+    # warm-up: the same model-call shapes as the timed runs (batches of min(ensemble, batch) rows), fewer of them
+    _, warmup = timed(min(args.ensemble, args.batch_size))
+    pred, times = None, []
+    for _ in range(args.repeats):
+        out, dt = timed(args.ensemble)
+        pred = out if pred is None else pred  # the output compared between implementations
+        times.append(dt)
     np.save(args.result + ".npy", np.asarray(pred, dtype=np.float32))
     Path(args.result + ".json").write_text(json.dumps({"times": times, "warmup": warmup,
-                                                       "peak_mb": _peak_memory_mb(args.device)}))
+                                                       "peak_mb": peak_memory_mb(args.device)}))
 
 
 def _ensure_checkpoint(cache: Path, task: str, size: str) -> Path:
@@ -115,20 +135,27 @@ def _ensure_onnx_export(ckpt: Path) -> Path:
     return folder
 
 
-def _measure(impl: str, task: str, ckpt: Path, cfg: dict, args, tmp: Path, dtype: str) -> dict:
-    result = str(tmp / f"{impl}-{task}-{cfg['resolution']}-{cfg['steps']}-{cfg['ensemble']}-{cfg['batch_size']}")
+def _measure(impl: str, task: str, ckpt: Path, cfg: dict, args, tmp: Path, dtype: str, backend: str = "eager") -> dict:
+    result = str(tmp / f"{impl}-{backend}-{dtype}-{task}-{cfg['resolution']}-{cfg['steps']}-{cfg['ensemble']}-"
+                       f"{cfg['batch_size']}")
     cmd = [sys.executable, __file__, "--worker", "--impl", impl, "--task", task, "--checkpoint", str(ckpt),
            "--resolution", str(cfg["resolution"]), "--steps", str(cfg["steps"]), "--ensemble", str(cfg["ensemble"]),
            "--batch-size", str(cfg["batch_size"]), "--repeats", str(args.repeats), "--device", args.device,
            "--threads", str(args.threads or 0),
            "--dtype", dtype, "--image-size", *map(str, args.image_size), "--result", result]
     if impl == "ours":
-        cmd += ["--backend", args.ours_backend]
-        if args.ours_backend == "onnx":
+        backend, _, layout = backend.partition("+")
+        cmd += ["--backend", backend] + (["--channels-last"] if layout == "cl" else [])
+        if backend == "onnx":
             cmd += ["--onnx-dir", str(_ensure_onnx_export(ckpt))]
+    return run_worker(cmd, result, f"{impl} {task} {cfg}")
+
+
+def run_worker(cmd: list[str], result: str, what: str) -> dict:
+    """Run one worker subprocess; its ``result.json`` (timings, memory) with ``pred`` = its saved output."""
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"{impl} {task} {cfg} failed:\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"{what} failed:\n{proc.stderr[-3000:]}")
     import numpy as np
 
     info = json.loads(Path(result + ".json").read_text())
@@ -153,6 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ours-backend", default="eager", choices=("eager", "compile", "onnx"),
                    help="fast tier: run ours through torch.compile or ONNX Runtime (float32) and report its "
                         "deviation from the reference")
+    p.add_argument("--ours", help="comma-separated variants of ours, each BACKEND[:DTYPE] (backend eager, compile or "
+                                  "onnx; eager+cl, compile+cl run channels-last), all measured against the same "
+                                  "diffusers reference: e.g. eager,eager+cl,onnx (default: --ours-backend with "
+                                  "--ours-dtype)")
+    p.add_argument("--gemm", action="store_true",
+                   help="also measure this machine's float32 matrix-product rate (GFLOP/s) for the header")
     p.add_argument("--image-size", type=int, nargs=2, default=(768, 1024), metavar=("H", "W"))
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads per run (torch and ONNX Runtime; default 0 = all cores). On a shared, busy "
@@ -170,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--result", help=argparse.SUPPRESS)
     p.add_argument("--backend", default="eager", help=argparse.SUPPRESS)
     p.add_argument("--onnx-dir", help=argparse.SUPPRESS)
+    p.add_argument("--channels-last", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         args.steps = int(args.steps)
@@ -183,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in quick.items():  # explicit flags win over the quick defaults
             if getattr(args, key) == p.get_default(key):
                 setattr(args, key, value)
+    try:
+        variants = _variants(args)
+    except ValueError as exc:
+        p.error(str(exc))
     tasks = [t for t in args.tasks.split(",") if t]
     configs = [dict(resolution=r, steps=s, ensemble=e, batch_size=b) for r, s, e, b in product(
         map(int, args.resolutions.split(",")), map(int, args.steps.split(",")),
@@ -190,40 +228,98 @@ def main(argv: list[str] | None = None) -> int:
         if not (b > 1 and e == 1)]
     import numpy as np
 
+    from marigold_toolkit.pipeline.cost import inference_cost
+
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for task in tasks:
             ckpt = _ensure_checkpoint(args.cache, task, size)
             for cfg in configs:
-                ours = _measure("ours", task, ckpt, cfg, args, Path(tmp), args.ours_dtype or args.dtype)
                 ref = _measure("diffusers", task, ckpt, cfg, args, Path(tmp), args.dtype)
-                t_ours, t_ref = statistics.median(ours["times"]), statistics.median(ref["times"])
-                err = np.abs(ours["pred"] - ref["pred"])
-                diff = float(err.max())
-                # depth: AbsRel between the two outputs (mean |ours - ref| / ref); other tasks: mean abs difference
-                rel = float((err / np.maximum(np.abs(ref["pred"]), 1e-3)).mean()) if task == "depth" else float(err.mean())
-                rows.append((task, cfg, t_ours, t_ref, ours["peak_mb"], ref["peak_mb"], diff, rel, ours["warmup"]))
-    import platform
-
-    import torch
-
-    head = (f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
-            f"{torch.__version__}, {args.threads or os.cpu_count()} threads, device {args.device}, "
-            f"diffusers {args.dtype}, ours {args.ours_dtype or args.dtype} "
-            f"({args.ours_backend}), "
-            f"model {size}, input {args.image_size[1]}x"
-            f"{args.image_size[0]}, median of {args.repeats} after warm-up\n\n")
-    lines = ["| task | res | steps | ens | batch | ours s/img | diffusers s/img | speed-up | ours img/s | "
-             "ours peak MB | diffusers peak MB | ours warm-up s | max abs diff | deviation |", "|" + "---|" * 14]
-    for task, cfg, to, tr, mo, mr, d, rel, wu in rows:
-        lines.append(f"| {task} | {cfg['resolution']} | {cfg['steps']} | {cfg['ensemble']} | {cfg['batch_size']} | "
-                     f"{to:.3f} | {tr:.3f} | {tr / to:.2f}x | {1 / to:.2f} | {mo:.0f} | {mr:.0f} | {wu:.2f} | "
-                     f"{d:.1e} | {rel:.2%} |")
-    table = head + "\n".join(lines) + "\n"
+                tflop = inference_cost(ckpt, args.image_size, cfg["resolution"], cfg["steps"], cfg["ensemble"]).total
+                for backend, dtype in variants:
+                    ours = _measure("ours", task, ckpt, cfg, args, Path(tmp), dtype, backend)
+                    t_ours, t_ref = statistics.median(ours["times"]), statistics.median(ref["times"])
+                    err = np.abs(ours["pred"] - ref["pred"])
+                    # depth: AbsRel between the two outputs (mean |ours - ref| / ref); others: mean abs difference
+                    rel = (float((err / np.maximum(np.abs(ref["pred"]), 1e-3)).mean()) if task == "depth"
+                           else float(err.mean()))
+                    rows.append(dict(task=task, cfg=cfg, variant=f"{backend} {dtype}", t_ours=t_ours, t_ref=t_ref,
+                                     mem_ours=ours["peak_mb"], mem_ref=ref["peak_mb"], diff=float(err.max()),
+                                     rel=rel, warmup=ours["warmup"], tflop=tflop))
+    table = _header(args, size, variants) + format_table(rows)
     sys.stdout.write(table)
     if args.output:
         args.output.write_text(table)
     return 0
+
+
+def _variants(args) -> list[tuple[str, str]]:
+    """``--ours`` (or ``--ours-backend``/``--ours-dtype``) -> ``[(backend, dtype), ...]``."""
+    default_dtype = args.ours_dtype or args.dtype
+    if not args.ours:
+        return [(args.ours_backend, default_dtype)]
+    out = []
+    for item in (v.strip() for v in args.ours.split(",") if v.strip()):
+        backend, _, dtype = item.partition(":")
+        dtype = dtype or default_dtype
+        if backend not in ("eager", "compile", "onnx", "eager+cl", "compile+cl"):
+            raise ValueError(f"--ours {item!r}: backend must be eager, compile or onnx (eager+cl, compile+cl: "
+                             f"channels-last)")
+        if dtype not in ("float32", "float16", "bfloat16"):
+            raise ValueError(f"--ours {item!r}: dtype must be float32, float16 or bfloat16")
+        if backend == "onnx" and dtype != "float32":
+            raise ValueError(f"--ours {item!r}: the onnx backend runs float32 only")
+        out.append((backend, dtype))
+    if not out:
+        raise ValueError("--ours names no variant")
+    return out
+
+
+def gemm_gflops(threads: int) -> float:
+    """This machine's float32 matrix-product rate (best of 3 products of two 2048x2048 matrices)."""
+    import torch
+
+    torch.set_num_threads(threads or max(1, os.cpu_count() or 1))
+    a = torch.randn(2048, 2048)
+    a @ a
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - t0)
+    return 2 * 2048**3 / best / 1e9
+
+
+def _header(args, size: str, variants) -> str:
+    import platform
+
+    import torch
+
+    gemm = f", float32 GEMM {gemm_gflops(args.threads):.0f} GFLOP/s" if args.gemm and args.device == "cpu" else ""
+    ours = ", ".join(f"{d} ({b})" for b, d in variants)
+    return (f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores{gemm}, torch "
+            f"{torch.__version__}, {args.threads or os.cpu_count()} threads, device {args.device}, "
+            f"diffusers {args.dtype}, ours {ours}, model {size}, input {args.image_size[1]}x{args.image_size[0]}, "
+            f"median of {args.repeats} after warm-up\n\n")
+
+
+COLUMNS = ("task", "res", "steps", "ens", "batch", "ours", "ours s/img", "diffusers s/img", "speed-up", "ours img/s",
+           "ours peak MB", "diffusers peak MB", "ours warm-up s", "TFLOP/img", "ours GFLOP/s", "max abs diff",
+           "deviation")
+
+
+def format_table(rows: list[dict]) -> str:
+    """The Markdown table (one line per configuration and variant of ours)."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in rows:
+        cfg, to, tr = r["cfg"], r["t_ours"], r["t_ref"]
+        cells = (r["task"], cfg["resolution"], cfg["steps"], cfg["ensemble"], cfg["batch_size"], r["variant"],
+                 f"{to:.3f}", f"{tr:.3f}", f"{tr / to:.2f}x", f"{1 / to:.2f}", f"{r['mem_ours']:.0f}",
+                 f"{r['mem_ref']:.0f}", f"{r['warmup']:.2f}", f"{r['tflop']:.3g}", f"{r['tflop'] * 1e3 / to:.1f}",
+                 f"{r['diff']:.1e}", f"{r['rel']:.2%}")
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _cuda() -> bool:

@@ -54,11 +54,27 @@ def test_predict_with_onnx_backend_matches_eager(exported, tmp_path, capsys):
 @pytest.mark.parametrize("extra,message", [
     (("--backend", "onnx"), "--onnx-dir"),
     (("--compile", "--backend", "onnx", "--onnx-dir", "x"), "conflicts"),
+    (("--vae-tile-size", "12"), "tile size"),
+    (("--channels-last", "--backend", "onnx", "--onnx-dir", "x"), "channels_last"),
 ])
 def test_predict_backend_usage_errors(checkpoints, tmp_path, capsys, extra, message):
     img = save_image(tmp_path / "a.png", 16, 16, seed=0)
     rc, _, err = run_cli(capsys, *predict_args(img, checkpoints["depth-v1-1"], tmp_path / "out", extra=extra))
     assert rc == 2 and message in err and err.count("\n") == 1
+
+
+def test_predict_channels_last_and_vae_tiles_run_close_to_the_default(checkpoints, tmp_path, capsys):
+    """``--channels-last`` (float-rounding level) and ``--vae-tile-size`` (implies --tiled-vae; tiles change the
+    numbers a little) on one image."""
+    ckpt = checkpoints["depth-v1-1"]
+    img = save_image(tmp_path / "in" / "a.png", 40, 56, seed=2)
+    runs = {"plain": (), "cl": ("--channels-last",), "tiles": ("--vae-tile-size", "32")}
+    for name, extra in runs.items():
+        rc, _, err = run_cli(capsys, *predict_args(img, ckpt, tmp_path / name, res=0, extra=extra))
+        assert rc == 0, err
+    plain, cl, tiles = (np.load(tmp_path / n / "a_depth.npy") for n in runs)
+    assert np.abs(cl - plain).max() <= 1e-4
+    assert tiles.shape == plain.shape and not np.array_equal(tiles, plain)
 
 
 def test_predict_compile_without_compiler_warns_once_and_runs(checkpoints, tmp_path, capsys, monkeypatch):

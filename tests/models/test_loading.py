@@ -220,3 +220,20 @@ def test_dtype_and_device_parsing():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_half_precision_on_a_cpu_without_native_support_warns(monkeypatch):
+    """bf16/fp16 on an AVX2 CPU runs emulated (~100x slower than float32 here): one warning, none elsewhere."""
+    import torch
+
+    from marigold_toolkit.models.loading import slow_half_precision_warning
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    message = slow_half_precision_warning(torch.bfloat16, cpu)
+    assert "bfloat16" in message and "AVX2" in message and "\n" not in message
+    assert slow_half_precision_warning(torch.float16, cpu) is not None
+    assert slow_half_precision_warning(torch.float32, cpu) is None
+    assert slow_half_precision_warning(torch.bfloat16, gpu) is None
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    assert slow_half_precision_warning(torch.bfloat16, cpu) is None

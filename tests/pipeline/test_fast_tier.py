@@ -72,6 +72,18 @@ def test_onnx_depth_within_tolerance(checkpoints, exports, eager, steps, res, bs
         assert depth_absrel(out.prediction, ref.prediction) <= FAST_TIER_ABSREL_TOL
 
 
+def test_onnx_backend_releases_the_torch_weights(checkpoints, exports):
+    """ONNX Runtime holds its own weights: the torch copy is dropped (no 2x memory); configs stay readable."""
+    fast = Predictor.from_pretrained(checkpoints["depth-v1-1"], backend="onnx", onnx_dir=exports["depth-v1-1"])
+    assert all(t.device.type == "meta" for t in fast.unet.parameters())
+    assert all(t.device.type == "meta" for t in fast.vae.parameters())
+    assert fast.vae.config.scaling_factor > 0
+    out = fast.predict(_image(24, 32), num_inference_steps=1, processing_resolution=0, seed=0)
+    assert np.isfinite(out.prediction).all()
+    with pytest.raises(ValueError, match="released its torch weights"):
+        fast.compile_models(backend="eager")
+
+
 def test_onnx_intrinsics_within_tolerance(checkpoints, exports, eager):
     """Three targets (the UNet's 16 input channels, the stacked decode) and ensembles with uncertainty."""
     layout = "iid-lighting-v1-1"
@@ -172,3 +184,20 @@ def test_genuine_errors_are_not_swallowed_by_the_fallback():
     call = backends._CompiledOrEager(broken, also_broken, "UNet")
     with pytest.raises(MemoryError, match="real"):
         call(torch.zeros(1))
+
+
+def test_channels_last_stays_within_float_rounding(checkpoints, eager):
+    """``channels_last=True``: NHWC weights and inputs for every torch model call; outputs within 1e-4 of the
+    default layout; refused with the onnx backend (one line)."""
+    layout = "iid-lighting-v1-1"
+    cl = Predictor.from_pretrained(checkpoints[layout], channels_last=True)
+    conv = cl.unet.conv_in.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    kw = dict(num_inference_steps=2, ensemble_size=2, processing_resolution=0, batch_size=2, seed=5)
+    out, ref = cl.predict(_image(37, 53, 4), **kw), eager[layout].predict(_image(37, 53, 4), **kw)
+    assert out.settings["channels_last"] and not ref.settings["channels_last"]
+    assert np.abs(_stack(out) - _stack(ref)).max() <= 1e-4
+    with pytest.raises(ValueError, match="channels_last") as info:
+        Predictor.from_pretrained(checkpoints["depth-v1-1"], backend="onnx", onnx_dir=checkpoints["depth-v1-1"],
+                                  channels_last=True)
+    assert "\n" not in str(info.value)

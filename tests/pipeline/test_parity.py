@@ -207,3 +207,22 @@ def test_vae_tiling_for_large_inputs(checkpoints):
     out = tiled.predict(big, **kw).prediction
     assert calls["encode"] >= 1 and calls["decode"] >= 1
     assert out.shape == (150, 180) and np.isfinite(out).all() and 0 <= out.min() and out.max() <= 1
+
+
+def test_vae_tile_size_sets_the_tiles(checkpoints):
+    """``vae_tile_size`` picks the tile edge (pixels / latent stride), so an input the default tiles would leave
+    whole is tiled; bad sizes are one-line errors."""
+    from marigold_toolkit.pipeline.predictor import enable_vae_tiling
+
+    tiled = Predictor.from_pretrained(checkpoints["depth-v1-1"], vae_tiling=True, vae_tile_size=32)
+    stride = tiled.latent_stride
+    assert (tiled.vae.tile_sample_min_size, tiled.vae.tile_latent_min_size) == (32, 32 // stride)
+    plain = predictor(checkpoints, "depth-v1-1")
+    kw = dict(num_inference_steps=1, seed=0, processing_resolution=0)
+    img = image(40, 48, 4)
+    a, b = tiled.predict(img, **kw).prediction, plain.predict(img, **kw).prediction
+    assert a.shape == b.shape and np.isfinite(a).all() and not np.array_equal(a, b)  # tiles change the numbers
+    for bad in (stride + 1, stride, 2 * stride):  # 16 px: 12 px tile steps, not a multiple of the stride
+        with pytest.raises(ValueError, match="tile size") as info:
+            enable_vae_tiling(plain.vae, bad)
+        assert "\n" not in str(info.value)

@@ -19,7 +19,7 @@ import re
 import sys
 from pathlib import Path
 
-from .predict import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_inference_arguments
+from .predict import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_inference_arguments, predictor_layout_kwargs
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def _run_benchmark(args) -> int:
             return _usage(f"{flag} must be >= {minimum}, got {value}")
     try:
         predictor = Predictor.from_pretrained(args.model, dtype=args.dtype, device=args.device, variant=args.variant,
-                                              vae_tiling=args.tiled_vae)
+                                              **predictor_layout_kwargs(args))
     except (CheckpointError, ValueError, OSError) as exc:
         return _usage(str(exc))
     if predictor.task != bench.task:

@@ -127,6 +127,20 @@ def encode_empty_prompt(tokenizer, text_encoder) -> torch.Tensor:
     return text_encoder(ids.to(text_encoder.device))[0].detach().clone()
 
 
+def slow_half_precision_warning(dtype: torch.dtype, device: torch.device) -> str | None:
+    """A warning when float16/bfloat16 will run far slower than float32: on a CPU whose PyTorch kernels lack a
+    native half-precision path (capability below AVX-512; e.g. on an AVX2 CPU a 3x3 convolution measured ~100x
+    slower in bfloat16 and float16 than in float32, see the README "Performance")."""
+    if dtype == torch.float32 or device.type != "cpu":
+        return None
+    capability = str(getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")())
+    if capability.upper().startswith("AVX512"):
+        return None
+    name = str(dtype).replace("torch.", "")
+    return (f"{name} on this CPU (kernel capability {capability or 'unknown'}) runs emulated and is typically far "
+            f"slower than float32; use dtype float32 here (half precision pays off on GPUs and AVX-512/AMX CPUs)")
+
+
 def load_components(
     model: str | Path,
     dtype: str | torch.dtype | None = None,
@@ -164,6 +178,9 @@ def load_components(
     unet.requires_grad_(False).eval().to(dev)
     vae.requires_grad_(False).eval().to(dev)
     logger.info("loaded %s (%s, targets %s) on %s as %s", spec.source, spec.task, spec.target_names, dev, torch_dtype)
+    warning = slow_half_precision_warning(torch_dtype, dev)
+    if warning:
+        logger.warning(warning)
     return MarigoldComponents(spec, unet, vae, scheduler, embedding.to(dev), torch_dtype, dev)
 
 

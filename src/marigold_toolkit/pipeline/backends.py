@@ -68,11 +68,25 @@ def depth_absrel(pred: np.ndarray, ref: np.ndarray) -> float:
 
 
 # -- eager ------------------------------------------------------------------------------------------------------
-def eager_calls(unet: torch.nn.Module, vae: torch.nn.Module) -> ModelCalls:
-    """The diffusers modules called as they are (the reference)."""
-    return ModelCalls(
+def _channels_last(calls: ModelCalls) -> ModelCalls:
+    """Feed every model call channels-last (NHWC) inputs and hand back standard-layout outputs. With the modules'
+    weights also channels-last (``module.to(memory_format=torch.channels_last)``), oneDNN/cuDNN convolutions run
+    without layout reorders; the numbers change at float-rounding level only."""
+    def cl(x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last)
+
+    unet, encode, decode = calls.unet, calls.encode, calls.decode
+    return ModelCalls(calls.name, lambda s, t, e: unet(cl(s), t, e).contiguous(),
+                      lambda x: encode(cl(x)).contiguous(), lambda z: decode(cl(z)).contiguous())
+
+
+def eager_calls(unet: torch.nn.Module, vae: torch.nn.Module, channels_last: bool = False) -> ModelCalls:
+    """The diffusers modules called as they are (the reference); ``channels_last``: NHWC inputs (the modules must
+    have been converted by the caller, see :meth:`~marigold_toolkit.pipeline.predictor.Predictor`)."""
+    calls = ModelCalls(
         "eager", as_unet_fn(unet), lambda x: vae.encode(x).latent_dist.mode(), lambda z: vae.decode(z).sample
     )
+    return _channels_last(calls) if channels_last else calls
 
 
 # -- torch.compile ------------------------------------------------------------------------------------------------
@@ -118,7 +132,7 @@ class _CompiledOrEager:
 
 def compiled_calls(
     unet: torch.nn.Module, vae: torch.nn.Module, mode: str | None = None, backend: str = "inductor",
-    dynamic: bool | None = None,
+    dynamic: bool | None = None, channels_last: bool = False,
 ) -> ModelCalls:
     """``torch.compile`` the UNet and the VAE encode/decode (lazily: each new input shape compiles at its first
     call, which takes long on a CPU; later calls with that shape are fast).
@@ -128,11 +142,12 @@ def compiled_calls(
         backend: ``"inductor"`` (default, generates C++/Triton code), or ``"aot_eager"``/``"eager"`` (graph
             capture only; used by the tests to check the compiled graphs quickly).
         dynamic: ``torch.compile``'s ``dynamic`` (``None``: static first, dynamic after a shape change).
+        channels_last: NHWC inputs, as :func:`eager_calls`.
 
     If compilation is unavailable (see :func:`compile_unavailable_reason`) one warning is logged and the eager
     calls are returned; if it fails at run time each call falls back to eager with one warning.
     """
-    eager = eager_calls(unet, vae)
+    eager = eager_calls(unet, vae, channels_last)
     reason = compile_unavailable_reason(backend, next(unet.parameters()).device)
     if reason is not None:
         logger.warning("torch.compile unavailable (%s); running eagerly", reason)
@@ -141,9 +156,13 @@ def compiled_calls(
     unet_c = as_unet_fn(torch.compile(unet, **opts))
     encode_c = torch.compile(lambda x: vae.encode(x).latent_dist.mode(), **opts)
     decode_c = torch.compile(lambda z: vae.decode(z).sample, **opts)
+    compiled = ModelCalls("compile", unet_c, encode_c, decode_c)
+    if channels_last:
+        compiled = _channels_last(compiled)
     return ModelCalls(
-        "compile", _CompiledOrEager(unet_c, eager.unet, "UNet"), _CompiledOrEager(encode_c, eager.encode, "VAE encoder"),
-        _CompiledOrEager(decode_c, eager.decode, "VAE decoder"),
+        "compile", _CompiledOrEager(compiled.unet, eager.unet, "UNet"),
+        _CompiledOrEager(compiled.encode, eager.encode, "VAE encoder"),
+        _CompiledOrEager(compiled.decode, eager.decode, "VAE decoder"),
     )
 
 
@@ -156,6 +175,25 @@ def _import_onnxruntime():
     return onnxruntime
 
 
+_SHARED_CPU_ARENA: bool | None = None
+
+
+def _shared_cpu_arena(ort) -> bool:
+    """Register one CPU arena allocator in ONNX Runtime's environment (once per process), so the UNet, encoder
+    and decoder sessions share their activation memory instead of each keeping its own high-water mark; ``False``
+    if this ONNX Runtime cannot (each session then has its own arena)."""
+    global _SHARED_CPU_ARENA
+    if _SHARED_CPU_ARENA is None:
+        try:
+            info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+            ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, -1, -1, -1))
+            _SHARED_CPU_ARENA = True
+        except Exception as exc:  # noqa: BLE001 - older ORT builds lack the API
+            logger.debug("no shared ONNX Runtime arena (%s)", exc)
+            _SHARED_CPU_ARENA = False
+    return _SHARED_CPU_ARENA
+
+
 class OnnxModel:
     """One ONNX Runtime session called with torch tensors: inputs go to the CPU as numpy, the first output comes
     back as a tensor on ``device``."""
@@ -166,6 +204,9 @@ class OnnxModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(num_threads or torch.get_num_threads())
         options.log_severity_level = 3  # errors only: ORT's shape-inference notes are not for users
+        cpu_only = not providers or list(providers) == ["CPUExecutionProvider"]
+        if cpu_only and _shared_cpu_arena(ort):
+            options.add_session_config_entry("session.use_env_allocators", "1")
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
