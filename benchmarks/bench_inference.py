@@ -12,8 +12,8 @@ Columns: latency per image (median of repeats after one warm-up), images/s, peak
 difference of our prediction from diffusers', and the deviation (depth: AbsRel between the two outputs; other
 tasks: mean abs difference). ``--ours`` lists the variants of ours measured against the one diffusers reference
 of each configuration, e.g. ``--ours eager,eager+cl,onnx,compile,eager:bfloat16`` (``BACKEND[:DTYPE]``; ``+cl``:
-channels-last layout; torch.compile
-with inductor; ONNX Runtime on an export of the checkpoint, made once per checkpoint in the cache folder);
+channels-last layout; torch.compile with inductor; ONNX Runtime on an export of the checkpoint, made once per
+checkpoint in the cache folder);
 ``--ours-backend``/``--ours-dtype`` name a single variant. The warm-up column is the first call's time
 (torch.compile compiles there). The warm-up call runs ``min(ensemble, batch size)`` members, so it makes every
 model call of the timed runs with the same shapes at a fraction of their cost. Compare backends at ensemble 1:

@@ -122,16 +122,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         results = {run: _run(*run, args, Path(tmp)) for run in runs}
     ref = results.get(("diffusers", False))
+    costs = {untiled: inference_cost(args.model, args.image_size, 0, args.steps, vae_tiling=not untiled,
+                                     vae_tile_size=None if untiled else args.tile_size).total
+             for untiled in {untiled for _, untiled in results}}
     for (impl, untiled), info in results.items():
-        cost = inference_cost(args.model, args.image_size, 0, args.steps, vae_tiling=not untiled,
-                              vae_tile_size=None if untiled else args.tile_size).total
+        cost = costs[untiled]
         diff = "—" if ref is None or info is ref else f"{float(np.abs(info['pred'] - ref['pred']).max()):.1e}"
         rows.append((args.model, impl, "no" if untiled else f"{args.tile_size} px", f"{info['seconds']:.1f}",
                      f"{info['peak_mb'] / 1024:.2f}", f"{cost:.3g}", f"{cost * 1e3 / info['seconds']:.1f}", diff))
     # --rate, else the rate ours reached here: turns other checkpoints' FLOP counts into time estimates
-    rate = args.rate * 1e9 if args.rate else inference_cost(
-        args.model, args.image_size, 0, args.steps, vae_tiling=True, vae_tile_size=args.tile_size
-    ).total * 1e12 / results[("ours", False)]["seconds"]
+    rate = args.rate * 1e9 if args.rate else costs[False] * 1e12 / results[("ours", False)]["seconds"]
     for ckpt in args.cost_model:  # tiles of the checkpoint's own VAE sample_size
         cost = inference_cost(ckpt, args.image_size, 0, args.steps, vae_tiling=True).total
         rows.append((str(ckpt), "estimate (not run)", "VAE sample_size", f"~{cost * 1e12 / rate:.0f}", "—",

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import CheckpointError
+from .loading import vae_stride
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def weights_probe(unet: torch.nn.Module) -> list[float]:
 
 def _example_inputs(unet, vae, text: torch.Tensor) -> dict[str, tuple]:
     """Trace inputs: batch 2, odd latent size 5x7 (see the module docstring), image size 8x that of the latent."""
-    stride = 2 ** (len(vae.config.block_out_channels) - 1)
+    stride = vae_stride(vae)
     h, w, b = 5, 7, 2
     latent_ch = vae.config.latent_channels
     return {
@@ -158,7 +159,7 @@ def export_onnx(model: str | Path, output_dir: str | Path, opset: int = DEFAULT_
         "unet": {"in_channels": unet.config.in_channels, "out_channels": unet.config.out_channels,
                  "cross_attention_dim": unet.config.cross_attention_dim, "weights_probe": weights_probe(unet)},
         "vae": {"latent_channels": vae.config.latent_channels, "scaling_factor": vae.config.scaling_factor,
-                "latent_stride": 2 ** (len(vae.config.block_out_channels) - 1)},
+                "latent_stride": vae_stride(vae)},
         "versions": {"torch": torch.__version__, "onnx": onnx.__version__},
     }
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

@@ -119,6 +119,11 @@ def compute_empty_text_embedding(path: Path, dtype: torch.dtype = torch.float32,
     return embedding
 
 
+def vae_stride(vae) -> int:
+    """Pixels per latent of a diffusers ``AutoencoderKL`` (its config): 2 per downsampling block, 8 for SD2."""
+    return 2 ** (len(vae.config.block_out_channels) - 1)
+
+
 @torch.no_grad()
 def encode_empty_prompt(tokenizer, text_encoder) -> torch.Tensor:
     """The empty prompt through ``text_encoder``: BOS, EOS unpadded -> ``[1, 2, hidden]`` (a detached copy)."""

@@ -76,12 +76,13 @@ def inference_cost(
     at the size the predictor processes (long edge ``processing_resolution``, 0 = native; padded to the latent
     stride). With ``vae_tiling`` the VAE is counted tile by tile as diffusers runs it (overlaps included).
     """
+    from ..models.loading import vae_stride
     from .predictor import enable_vae_tiling
 
     unet, vae = _meta_models(checkpoint)
     if vae_tiling:
         enable_vae_tiling(vae, vae_tile_size)
-    stride = 2 ** (len(vae.config.block_out_channels) - 1)
+    stride = vae_stride(vae)
     ph, pw = processing_size(int(image_size[0]), int(image_size[1]), int(processing_resolution))
     h, w = -(-ph // stride), -(-pw // stride)
     targets = unet.config.out_channels // vae.config.latent_channels

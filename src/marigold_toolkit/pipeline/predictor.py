@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..models.loading import MarigoldComponents, load_components
+from ..models.loading import MarigoldComponents, load_components, vae_stride
 from ..tasks import codec_for_spec
 from .backends import BACKENDS, BackendError, ModelCalls, compiled_calls, eager_calls, onnx_calls
 from .denoise import decode_latents, denoise, draw_noise, encode_images, is_stochastic
@@ -49,7 +49,7 @@ def enable_vae_tiling(vae, tile_size: int | None = None, overlap: float = 0.25) 
             ``sample_size`` (768 for the SD2-based checkpoints; diffusers' own default).
         overlap: fraction of a tile shared with its neighbour (diffusers' default 0.25).
     """
-    stride = 2 ** (len(vae.config.block_out_channels) - 1)
+    stride = vae_stride(vae)
     if not 0 <= overlap < 1:
         raise ValueError(f"vae tile overlap must be in [0, 1), not {overlap}")
     if tile_size is not None:
@@ -99,7 +99,7 @@ class Predictor:
         self.spec = components.spec
         self.codec = codec_for_spec(self.spec)
         self.unet, self.vae, self.scheduler = components.unet, components.vae, components.scheduler
-        self.latent_stride = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self.latent_stride = vae_stride(self.vae)
         if type(self.scheduler).__name__ == "DDPMScheduler":
             from diffusers import DDIMScheduler
 
