@@ -41,8 +41,11 @@ from itertools import product
 from pathlib import Path
 
 LAYOUT = {"depth": "depth-v1-1", "normals": "normals-v1-1", "intrinsics": "iid-lighting-v1-1"}
-PIPELINE = {"depth": "MarigoldDepthPipeline", "normals": "MarigoldNormalsPipeline",
-            "intrinsics": "MarigoldIntrinsicsPipeline"}
+def diffusers_pipeline_class(task: str) -> str:
+    """The diffusers Marigold pipeline class of a task (the reference the benchmark compares with)."""
+    from marigold_toolkit.tasks import get_task
+
+    return get_task(task).pipeline_classes[0]
 
 
 def peak_memory_mb(device: str) -> float:
@@ -86,7 +89,7 @@ def worker(args: argparse.Namespace) -> None:
         import diffusers
         from PIL import Image
 
-        pipe = getattr(diffusers, PIPELINE[args.task]).from_pretrained(args.checkpoint, torch_dtype=dtype)
+        pipe = getattr(diffusers, diffusers_pipeline_class(args.task)).from_pretrained(args.checkpoint, torch_dtype=dtype)
         pipe = pipe.to(args.device)
         pipe.set_progress_bar_config(disable=True)
         pil = Image.fromarray(image)
@@ -116,7 +119,7 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def _ensure_checkpoint(cache: Path, task: str, size: str) -> Path:
-    from marigold_toolkit.models.random_init import build_random_checkpoint
+    from marigold_toolkit.testing import build_random_checkpoint
 
     folder = cache / f"{size}-{LAYOUT[task]}"
     if not (folder / "model_index.json").is_file():
@@ -126,7 +129,7 @@ def _ensure_checkpoint(cache: Path, task: str, size: str) -> Path:
 
 
 def _ensure_onnx_export(ckpt: Path) -> Path:
-    from marigold_toolkit.models.export import MANIFEST, export_onnx
+    from marigold_toolkit.checkpoints.onnx import MANIFEST, export_onnx
 
     folder = ckpt.parent / f"{ckpt.name}-onnx"
     if not (folder / MANIFEST).is_file():

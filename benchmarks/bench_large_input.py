@@ -8,7 +8,7 @@ Each run is its own subprocess (so its peak memory is its own) on the same synth
     python benchmarks/bench_large_input.py --quick                 # tiny model, 600x800 (CI)
 
 Both implementations use the same tiling (diffusers' ``AutoencoderKL`` tiles, ``--tile-size`` pixels, 25 %
-overlap; :func:`marigold_toolkit.pipeline.predictor.enable_vae_tiling`). The UNet always runs on the whole latent
+overlap; :func:`marigold_toolkit.checkpoints.loading.enable_vae_tiling`). The UNet always runs on the whole latent
 (its attention uses PyTorch's memory-efficient SDPA kernels). Columns: latency, peak memory, TFLOP of the
 configuration (counted on meta tensors, :mod:`marigold_toolkit.pipeline.cost`), achieved GFLOP/s, the max
 difference from diffusers' output. ``--cost-model CKPT`` adds the FLOP count of another checkpoint at the same
@@ -26,14 +26,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_inference import PIPELINE, _ensure_checkpoint, peak_memory_mb, run_worker
+from bench_inference import _ensure_checkpoint, peak_memory_mb, run_worker
 
 
 def worker(args: argparse.Namespace) -> None:
     import numpy as np
     import torch
 
-    from marigold_toolkit.pipeline.predictor import enable_vae_tiling
+    from marigold_toolkit.checkpoints.loading import enable_vae_tiling
 
     torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
     h, w = args.image_size
@@ -54,10 +54,10 @@ def worker(args: argparse.Namespace) -> None:
         import diffusers
         from PIL import Image
 
-        from marigold_toolkit.models.checkpoint import resolve_checkpoint_path, read_spec
+        from marigold_toolkit.checkpoints import resolve_checkpoint_path, read_spec
 
         folder = resolve_checkpoint_path(args.model)
-        pipe = getattr(diffusers, PIPELINE[read_spec(folder).task]).from_pretrained(folder).to(args.device)
+        pipe = getattr(diffusers, read_spec(folder).task.pipeline_classes[0]).from_pretrained(folder).to(args.device)
         pipe.set_progress_bar_config(disable=True)
         if tiled:
             enable_vae_tiling(pipe.vae, args.tile_size)

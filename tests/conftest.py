@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from marigold_toolkit.models.random_init import LAYOUTS, build_random_checkpoint  # noqa: E402
+from marigold_toolkit.testing import LAYOUTS, build_random_checkpoint  # noqa: E402
 
 torch.set_num_threads(2)
 

@@ -6,14 +6,10 @@ import matplotlib
 import numpy as np
 import pytest
 
-from marigold_toolkit.visualize import (
-    colorize_depth,
-    depth_to_uint16,
-    intrinsic_to_rgb,
-    normals_to_rgb,
-    side_by_side,
-    uncertainty_heatmap,
-)
+from marigold_toolkit.tasks.depth import colorize_depth, depth_to_uint16
+from marigold_toolkit.tasks.intrinsics import intrinsic_to_rgb
+from marigold_toolkit.tasks.normals import normals_to_rgb
+from marigold_toolkit.visualize import side_by_side, uncertainty_heatmap
 
 
 def _cmap_bytes(name: str, value: float) -> list[int]:
@@ -58,7 +54,7 @@ def test_colorize_depth_clips_and_ranges():
 
 @pytest.mark.parametrize("shape", [(5,), (2, 3, 1), (2, 3, 3), ()])
 def test_colorize_depth_shape_errors(shape):
-    with pytest.raises(ValueError, match="depth must be"):
+    with pytest.raises(ValueError, match="depth: expected shape"):
         colorize_depth(np.zeros(shape))
 
 
@@ -137,7 +133,7 @@ def test_normals_to_rgb_clips_out_of_range():
 
 @pytest.mark.parametrize("shape", [(4, 4), (4, 4, 2), (4, 4, 4), (1, 4, 4, 3)])
 def test_normals_to_rgb_shape_errors(shape):
-    with pytest.raises(ValueError, match="normals must be"):
+    with pytest.raises(ValueError, match="normals: expected shape"):
         normals_to_rgb(np.zeros(shape))
 
 
@@ -180,7 +176,7 @@ def test_uncertainty_heatmap_three_channels_averaged():
 
 @pytest.mark.parametrize("shape", [(5,), (2, 2, 2, 2)])
 def test_uncertainty_heatmap_shape_errors(shape):
-    with pytest.raises(ValueError, match="uncertainty must be"):
+    with pytest.raises(ValueError, match="uncertainty: expected shape"):
         uncertainty_heatmap(np.zeros(shape))
 
 
@@ -241,7 +237,7 @@ def test_intrinsic_all_zero_up_to_scale_is_black():
 
 @pytest.mark.parametrize("shape", [(4, 4), (4, 4, 1), (4, 4, 4)])
 def test_intrinsic_shape_errors(shape):
-    with pytest.raises(ValueError, match="intrinsic target must be"):
+    with pytest.raises(ValueError, match="intrinsic target: expected shape"):
         intrinsic_to_rgb(np.zeros(shape))
 
 

@@ -6,11 +6,14 @@
 
 __version__ = "0.1.0"
 
-from .models import CheckpointError, MarigoldSpec, load_components  # noqa: E402
+from .checkpoints import CheckpointError, MarigoldSpec, list_models, load_components, register_model  # noqa: E402
 from .pipeline import MarigoldOutput, Predictor  # noqa: E402
-from .registry import list_models, register_model  # noqa: E402
-from .visualize import colorize_depth, intrinsic_to_rgb, normals_to_rgb, uncertainty_heatmap  # noqa: E402
+from .tasks import Task, get_task, register_task  # noqa: E402
+from .tasks.depth import colorize_depth  # noqa: E402
+from .tasks.intrinsics import intrinsic_to_rgb  # noqa: E402
+from .tasks.normals import normals_to_rgb  # noqa: E402
+from .visualize import uncertainty_heatmap  # noqa: E402
 
-__all__ = ["Predictor", "MarigoldOutput", "MarigoldSpec", "CheckpointError", "load_components", "list_models",
-           "register_model", "colorize_depth", "normals_to_rgb", "uncertainty_heatmap", "intrinsic_to_rgb",
-           "__version__"]
+__all__ = ["Predictor", "MarigoldOutput", "MarigoldSpec", "CheckpointError", "Task", "get_task", "register_task",
+           "load_components", "list_models", "register_model", "colorize_depth", "normals_to_rgb",
+           "uncertainty_heatmap", "intrinsic_to_rgb", "__version__"]

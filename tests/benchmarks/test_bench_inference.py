@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # end-to-end: subprocesses / whole recipes (`-m "not slow"` leaves it out)
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_inference.py"
 
 

@@ -87,6 +87,7 @@ def test_task_mismatch_exits_2(tmp_path, capsys, checkpoints):
     assert final_files(out) == expected_names(LAYOUT, "x", 1)
 
 
+@pytest.mark.slow
 def test_offline_hub_id_exits_2_with_local_folder_hint(tmp_path):
     """Also checks that ``python -m marigold_toolkit.cli.main`` works as an entry point."""
     img = save_image(tmp_path / "in" / "x.png", 20, 20, seed=0)
@@ -192,6 +193,7 @@ def _all_final_outputs_readable(folder: Path) -> None:
             pytest.fail(f"unexpected output file {name}")
 
 
+@pytest.mark.slow
 def test_sigkill_leaves_no_partial_outputs_and_rerun_completes(tmp_path, capsys, checkpoints):
     folder = tmp_path / "imgs"
     stems = [f"img{i:02d}" for i in range(12)]

@@ -10,10 +10,10 @@ from marigold_toolkit.data import (
     CorruptSampleError,
     HypersimNormals,
     InteriorVerseNormals,
-    NormalsAugmentation,
     SintelNormals,
     get_train_dataset,
 )
+from marigold_toolkit.tasks.normals import NormalsAugmentation
 
 from . import fixtures as fx
 

@@ -12,18 +12,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from marigold_toolkit.evaluation.benchmarks import BENCHMARKS, Benchmark, EvalSample, get_benchmark
-from marigold_toolkit.evaluation.benchmarks import intrinsics as intrinsics_mod
-from marigold_toolkit.evaluation.benchmarks._common import stem_from_relpath
-from marigold_toolkit.evaluation.benchmarks.depth import (
+from marigold_toolkit.evaluation.datasets import BENCHMARKS, Benchmark, EvalSample, get_benchmark
+from marigold_toolkit.evaluation.datasets import intrinsics as intrinsics_mod
+from marigold_toolkit.io.dataset_files import stem_from_relpath
+from marigold_toolkit.evaluation.datasets.depth import (
     DIODEDepth,
     ETH3DDepth,
     KITTIEigenDepth,
     NYUv2Depth,
     ScanNetDepth,
 )
-from marigold_toolkit.evaluation.benchmarks.intrinsics import HypersimIIDLighting, InteriorVerseAppearance
-from marigold_toolkit.evaluation.benchmarks.normals import (
+from marigold_toolkit.evaluation.datasets.intrinsics import HypersimIIDLighting, InteriorVerseAppearance
+from marigold_toolkit.evaluation.datasets.normals import (
     DIODENormals,
     IBimsNormals,
     NYUv2Normals,

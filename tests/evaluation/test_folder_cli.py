@@ -176,10 +176,9 @@ def test_intrinsics_folder_contract(tmp_path, capsys):
         np.save(pred_dir / f"x_{t}.npy", pred)
         psnrs.append(10 * np.log10(1.0 / np.mean((pred.astype(np.float64) - gt) ** 2)))
     out = tmp_path / "i.json"
-    from marigold_toolkit.evaluation import scoring
-    from marigold_toolkit.evaluation.metrics import lpips_available
+    from marigold_toolkit.core import metrics
 
-    scoring._LPIPS_NOTICE.clear()
+    metrics._LPIPS_NOTICE.clear()
     code, cap = _run(["evaluate", "--task", "intrinsics", "--predictions", str(pred_dir), "--ground-truth",
                       str(gt_dir), "--output", str(out)], capsys)
     assert code == 0, cap.err
@@ -188,7 +187,7 @@ def test_intrinsics_folder_contract(tmp_path, capsys):
     assert r["albedo"]["psnr"] == pytest.approx(psnrs[0], rel=1e-4)
     assert r["material"]["psnr"] == pytest.approx(psnrs[1], rel=1e-4)
     assert 0 < r["albedo"]["ssim"] < 1
-    if not lpips_available():  # no weights on this machine: skipped with one clear line, not an error
+    if not metrics.lpips_available():  # no weights on this machine: skipped with one clear line, not an error
         assert cap.err.count("LPIPS skipped") == 1 and "lpips" not in r["albedo"]
 
 

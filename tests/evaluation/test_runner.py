@@ -9,9 +9,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from marigold_toolkit.evaluation.alignment import align_depth
-from marigold_toolkit.evaluation.benchmarks import get_benchmark
-from marigold_toolkit.evaluation.metrics import depth_metrics
+from marigold_toolkit.evaluation.datasets import get_benchmark
+from marigold_toolkit.tasks.depth import align_depth, depth_metrics
 
 from ..cli._helpers import run_cli
 from .test_benchmarks import make_hypersim, make_nyu

@@ -6,7 +6,7 @@ import diffusers
 import numpy as np
 import torch
 
-from marigold_toolkit.models.random_init import LAYOUTS
+from marigold_toolkit.testing import LAYOUTS
 
 _CACHE: dict[str, object] = {}
 

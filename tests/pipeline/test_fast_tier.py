@@ -34,7 +34,7 @@ def _image(h, w, seed=0) -> np.ndarray:
 @pytest.fixture(scope="module")
 def exports(checkpoints, tmp_path_factory) -> dict:
     """layout -> ONNX export folder of that tiny checkpoint."""
-    from marigold_toolkit.models.export import export_onnx
+    from marigold_toolkit.checkpoints.onnx import export_onnx
 
     root = tmp_path_factory.mktemp("onnx")
     return {layout: export_onnx(checkpoints[layout], root / layout).parent
@@ -113,6 +113,7 @@ def test_onnx_bad_setups_are_one_line_errors(checkpoints, exports, tmp_path):
         assert "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_compile_graph_capture_within_tolerance(checkpoints, eager):
     """``compile_models`` wires compiled UNet/VAE calls into the same loop. Checked with dynamo's graph capture
     (backend ``eager``: no code generation, seconds); inductor's code generation is the next test."""

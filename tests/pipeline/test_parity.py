@@ -212,7 +212,7 @@ def test_vae_tiling_for_large_inputs(checkpoints):
 def test_vae_tile_size_sets_the_tiles(checkpoints):
     """``vae_tile_size`` picks the tile edge (pixels / latent stride), so an input the default tiles would leave
     whole is tiled; bad sizes are one-line errors."""
-    from marigold_toolkit.pipeline.predictor import enable_vae_tiling
+    from marigold_toolkit.checkpoints.loading import enable_vae_tiling
 
     tiled = Predictor.from_pretrained(checkpoints["depth-v1-1"], vae_tiling=True, vae_tile_size=32)
     stride = tiled.latent_stride

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # end-to-end: subprocesses / whole recipes (`-m "not slow"` leaves it out)
+
 pytest.importorskip("mitsuba")
 
 REPO = Path(__file__).resolve().parents[2]

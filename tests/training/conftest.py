@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from marigold_toolkit.models.random_init import architecture_config, build_random_checkpoint
+from marigold_toolkit.testing import architecture_config, build_random_checkpoint
 
 
 @pytest.fixture(scope="session")

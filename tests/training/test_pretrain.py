@@ -11,7 +11,7 @@ from PIL import Image
 
 from marigold_toolkit.cli.main import main
 from marigold_toolkit.training.config import ConfigError
-from marigold_toolkit.training.pretrain import _lr_schedule, _random_crop, load_images, load_pretrain_config
+from marigold_toolkit.demo.pretrain import _lr_schedule, _random_crop, load_images, load_pretrain_config
 
 TINY = ["vae_arch.block_out_channels=[8,16]", "vae_arch.norm_num_groups=4", "unet_arch.block_out_channels=[16,32]",
         "unet_arch.attention_head_dim=[2,2]", "unet_arch.norm_num_groups=8", "unet_arch.cross_attention_dim=16",
@@ -81,7 +81,7 @@ def test_config_validation(config_file):
 def test_pretrain_writes_sd2_layout_and_learns(config_file, tmp_path):
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
-    from marigold_toolkit.training.pretrain import pretrain_base
+    from marigold_toolkit.demo.pretrain import pretrain_base
 
     out = tmp_path / "base"
     cfg = load_pretrain_config(config_file, [*TINY, f"output_dir={out}", "vae.steps=40", "unet.steps=20",
@@ -118,7 +118,7 @@ def test_pretrain_writes_sd2_layout_and_learns(config_file, tmp_path):
 
 
 def test_load_maps_normalises_depth_and_keeps_normals(tmp_path):
-    from marigold_toolkit.training.pretrain import load_maps
+    from marigold_toolkit.demo.pretrain import load_maps
 
     d = tmp_path / "depth"
     d.mkdir()

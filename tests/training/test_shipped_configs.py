@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from marigold_toolkit.cli.main import main
-from marigold_toolkit.models.random_init import build_random_sd2_base
+from marigold_toolkit.testing import build_random_sd2_base
 
 from ..data import fixtures as fx
 

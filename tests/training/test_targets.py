@@ -1,4 +1,4 @@
-"""Depth normalisation, target encoding through the (tiny, random) VAE, flip augmentation."""
+"""Depth normalisation, target encoding through the (tiny, random) VAE."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from marigold_toolkit.pipeline.denoise import decode_latents
-from marigold_toolkit.tasks import DepthCodec, IntrinsicsCodec, NormalsCodec
-from marigold_toolkit.training import encode_targets, normalize_depth
-from marigold_toolkit.training import targets as targets_mod
+from marigold_toolkit.tasks import DepthTask, IntrinsicsTask, NormalsTask
+from marigold_toolkit.core import arrays as arrays_mod
+from marigold_toolkit.tasks.depth import normalize_depth
+from marigold_toolkit.training import encode_targets
 
 # valid depths 1..5: q02 = 1 + 0.02 * 4 = 1.08, q98 = 4 + 0.92 = 4.92, range 3.84
 # d' = (d - 1.08) / 3.84 * 2 - 1:
@@ -49,12 +50,12 @@ def test_quantile_fallback_matches_torch(monkeypatch):
     vals = torch.rand(1001, generator=torch.Generator().manual_seed(0))
     q = torch.tensor([0.02, 0.98])
     expected = torch.quantile(vals, q)
-    monkeypatch.setattr(targets_mod, "_TORCH_QUANTILE_MAX", 10)
-    torch.testing.assert_close(targets_mod._quantiles(vals, q), expected)
+    monkeypatch.setattr(arrays_mod, "TORCH_QUANTILE_MAX", 10)
+    torch.testing.assert_close(arrays_mod.quantile(vals, q), expected)
 
 
 def test_encode_depth_targets_shapes_and_posterior_mean(tiny_vae):
-    codec = DepthCodec()
+    codec = DepthTask()
     g = torch.Generator().manual_seed(0)
     depth = normalize_depth(torch.rand(2, 1, 32, 40, generator=g) + 0.5)
     lat = encode_targets(tiny_vae, codec, depth)
@@ -70,13 +71,13 @@ def test_encode_depth_targets_shapes_and_posterior_mean(tiny_vae):
 
 
 def test_encode_intrinsics_targets_are_concatenated_in_codec_order(tiny_vae):
-    codec = IntrinsicsCodec(["albedo", "shading", "residual"])
+    codec = IntrinsicsTask(["albedo", "shading", "residual"])
     g = torch.Generator().manual_seed(1)
     targets = {n: torch.rand(2, 3, 16, 24, generator=g) for n in codec.target_names}
     lat = encode_targets(tiny_vae, codec, {**targets, "valid_mask": torch.ones(2, 1, 16, 24)})
     assert lat.shape == (2, 12, 2, 3)
     for k, name in enumerate(codec.target_names):
-        single = encode_targets(tiny_vae, IntrinsicsCodec([name]), targets[name])
+        single = encode_targets(tiny_vae, IntrinsicsTask([name]), targets[name])
         torch.testing.assert_close(lat[:, 4 * k : 4 * k + 4], single, rtol=1e-5, atol=1e-6)
     stacked = torch.stack([targets[n] for n in codec.target_names], dim=1)  # [B, T, 3, H, W]
     torch.testing.assert_close(encode_targets(tiny_vae, codec, stacked), lat, rtol=1e-5, atol=1e-6)
@@ -85,7 +86,7 @@ def test_encode_intrinsics_targets_are_concatenated_in_codec_order(tiny_vae):
 
 
 def test_encode_normals_round_trip_shape(tiny_vae):
-    codec = NormalsCodec()
+    codec = NormalsTask()
     raw = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(4))
     normals = torch.nn.functional.normalize(raw, dim=1)
     lat = encode_targets(tiny_vae, codec, normals)

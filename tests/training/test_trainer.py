@@ -16,7 +16,8 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from marigold_toolkit.models.random_init import build_random_sd2_base
+from marigold_toolkit.core.atomic import TMP_PREFIX
+from marigold_toolkit.testing import build_random_sd2_base
 from marigold_toolkit.training.config import load_config
 from marigold_toolkit.training.trainer import Trainer, TrainingError
 
@@ -112,6 +113,7 @@ logging: {{period: 5, tensorboard: false}}
     return path
 
 
+@pytest.mark.slow
 def test_tiny_run_learns_and_checkpoint_loads_everywhere(base, data, tmp_path):
     cfg = load_config(write_config(tmp_path / "c.yaml", base, data, tmp_path / "run", max_iter=250, lr=3e-3,
                                    warmup=10, ckpt_period=250, val_steps=4))
@@ -151,6 +153,7 @@ def _cli(cfg: Path, env_extra=None) -> list[str]:
     return [sys.executable, "-m", "marigold_toolkit.cli.main", "-q", "train", str(cfg)]
 
 
+@pytest.mark.slow
 def test_sigkill_resume_gives_the_same_weights(base, data, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     full = write_config(tmp_path / "full.yaml", base, data, tmp_path / "full", max_iter=12, ckpt_period=2)
@@ -174,7 +177,7 @@ def test_sigkill_resume_gives_the_same_weights(base, data, tmp_path):
     assert a.keys() == b.keys()
     diff = max((a[k] - b[k]).abs().max().item() for k in a)
     assert diff <= 1e-6, diff  # documented tolerance: bitwise on one CPU build, float noise across hardware
-    assert not list(ckpts.glob(".tmp-*"))
+    assert not list(ckpts.glob(TMP_PREFIX + "*"))
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(base, data, tmp_path, monkeypatch):
@@ -253,6 +256,7 @@ def test_every_task_and_e2e_mode_train_and_save_loadable_checkpoints(base, data,
     assert np.isfinite(out.prediction).all()
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_with_the_same_effective_batch(base, data, tmp_path):
     """`accelerate launch --num_processes 2` (gloo on CPU) reaches the weights of one process: each optimizer step
     consumes the same global micro-batches, gradients are averaged across processes."""
@@ -297,11 +301,12 @@ def test_depth_target_round_trip_through_the_vae(base):
     the tiny autoencoder's reconstruction error)."""
     from diffusers import AutoencoderKL
 
-    from marigold_toolkit.tasks import DepthCodec
-    from marigold_toolkit.training.targets import encode_targets, normalize_depth
+    from marigold_toolkit.tasks import DepthTask
+    from marigold_toolkit.tasks.depth import normalize_depth
+    from marigold_toolkit.training.targets import encode_targets
 
     vae = AutoencoderKL.from_pretrained(base / "vae")
-    codec = DepthCodec()
+    codec = DepthTask()
     rng = np.random.default_rng(9)
     depth = torch.from_numpy(np.stack([_scene(rng)[1] for _ in range(3)]))[:, None]
     norm = normalize_depth(depth, depth > 0)

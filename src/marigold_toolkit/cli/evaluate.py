@@ -19,6 +19,14 @@ import re
 import sys
 from pathlib import Path
 
+from ..checkpoints.resolve import CheckpointError
+from ..evaluation.datasets import get_benchmark
+from ..evaluation.folder import FolderError, evaluate_folder
+from ..evaluation.plots import write_plots
+from ..evaluation.report import write_csv, write_json
+from ..evaluation.runner import evaluate_benchmark, resolve_settings
+from ..pipeline.predictor import Predictor
+from ..tasks import get_task
 from .predict import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_inference_arguments, predictor_layout_kwargs
 
 logger = logging.getLogger(__name__)
@@ -75,9 +83,6 @@ def _alignment(args) -> str | None:
 
 
 def _run_folder(args) -> int:
-    from ..evaluation.folder import FolderError, evaluate_folder
-    from ..evaluation.report import write_csv, write_json
-
     missing = [f for f, v in (("--task", args.task), ("--predictions", args.predictions),
                               ("--ground-truth", args.ground_truth), ("--output", args.output)) if v is None]
     if missing:
@@ -94,9 +99,8 @@ def _run_folder(args) -> int:
     write_json(out, report)
     write_csv(out.with_name(out.stem + "_per_image.csv"), rows)
     if args.plots:
-        from ..evaluation.plots import write_plots
-
-        report["plots"] = [str(p) for p in write_plots(out.parent, args.task, rows, [])]
+        task = get_task(args.task).for_ground_truth_folder(args.ground_truth)
+        report["plots"] = [str(p) for p in write_plots(out.parent, task, rows, [])]
         write_json(out, report)
     for stem in report["missing_predictions"]:
         print(f"warning: {stem}: ground truth without prediction", file=sys.stderr)
@@ -113,11 +117,6 @@ def _slug(text: str) -> str:
 
 
 def _run_benchmark(args) -> int:
-    from ..evaluation.benchmarks import get_benchmark
-    from ..evaluation.runner import evaluate_benchmark, resolve_settings
-    from ..models.checkpoint import CheckpointError
-    from ..pipeline.predictor import Predictor
-
     if args.data_dir is None:
         return _usage("--benchmark needs --data-dir")
     try:
@@ -134,8 +133,9 @@ def _run_benchmark(args) -> int:
                                               **predictor_layout_kwargs(args))
     except (CheckpointError, ValueError, OSError) as exc:
         return _usage(str(exc))
-    if predictor.task != bench.task:
-        return _usage(f"benchmark '{bench.name}' needs a {bench.task} model; '{args.model}' predicts {predictor.task}")
+    if predictor.task.name != bench.task:
+        return _usage(f"benchmark '{bench.name}' needs a {bench.task} model; '{args.model}' predicts "
+                      f"{predictor.task.name}")
     settings = resolve_settings(bench, args.steps, args.ensemble, args.processing_resolution, args.seed,
                                 args.batch_size, args.resample)
     out_dir = args.output_dir or Path("eval") / bench.name / _slug(str(args.model))

@@ -13,6 +13,9 @@ import logging
 import sys
 from pathlib import Path
 
+from ..checkpoints.onnx import DEFAULT_OPSET, export_onnx
+from ..checkpoints.resolve import CheckpointError
+
 logger = logging.getLogger(__name__)
 
 
@@ -28,9 +31,6 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models.checkpoint import CheckpointError
-    from ..models.export import DEFAULT_OPSET, export_onnx
-
     try:
         manifest = export_onnx(args.model, args.output_dir, opset=args.opset or DEFAULT_OPSET, variant=args.variant,
                                overwrite=args.overwrite)

@@ -7,7 +7,10 @@ import logging
 import sys
 
 from .. import __version__
-from . import evaluate, predict, pretrain, train
+from ..checkpoints.registry import list_models
+from ..evaluation.datasets import BENCHMARKS
+from ..synth import cli as synth_cli
+from . import evaluate, export, predict, pretrain, train
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,11 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_parser(sub)
     train.add_parser(sub)
     pretrain.add_parser(sub)
-    from . import export
-
     export.add_parser(sub)
-    from ..synth import cli as synth_cli
-
     synth_cli.add_parser(sub)
     models = sub.add_parser("models", help="list the registered model aliases")
     models.set_defaults(func=_list_models)
@@ -40,16 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _list_models(args) -> int:
-    from ..registry import list_models
-
     for m in list_models():
         print(f"{m.alias:22s} {m.hub_id:42s} {m.task:11s} {m.description}")
     return 0
 
 
 def _list_benchmarks(args) -> int:
-    from ..evaluation.benchmarks import BENCHMARKS
-
     for name, cls in BENCHMARKS.items():
         inf = cls.inference
         print(f"{name:18s} {cls.task:11s} n={cls.num_samples!s:6s} res={inf.processing_resolution:<4d} "

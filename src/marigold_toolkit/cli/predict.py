@@ -11,7 +11,14 @@ import logging
 import sys
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
+from ..checkpoints.resolve import CheckpointError
+from ..core.atomic import clean_stale_temporaries
+from ..io.files import save_preview
 from ..io.images import ImageReadError, find_images, load_image
+from ..pipeline.predictor import Predictor
+from ..tasks import task_names
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +30,7 @@ def add_inference_arguments(p: argparse.ArgumentParser, ensemble_default: int | 
     p.add_argument("--model", default="prs-eth/marigold-depth-v1-1",
                    help="hub id, registry alias (e.g. demo-depth, offline) or local folder; predict also takes a "
                         "comma-separated list, e.g. demo-depth,demo-normals (default: %(default)s)")
-    p.add_argument("--task", choices=("depth", "normals", "intrinsics"),
+    p.add_argument("--task", choices=task_names(),
                    help="expected task; an error if the checkpoint predicts something else")
     p.add_argument("--steps", type=int, help="denoising steps (default: the checkpoint's)")
     p.add_argument("--ensemble", type=int, default=ensemble_default, help="ensemble size; >1 also writes uncertainty")
@@ -101,11 +108,6 @@ def _fail(path, reason: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io.atomic import clean_stale_temporaries
-    from ..io.exports import output_names, write_prediction, write_preview
-    from ..models.checkpoint import CheckpointError
-    from ..pipeline.predictor import Predictor
-
     for flag, value, minimum in (("--ensemble", args.ensemble, 1), ("--batch-size", args.batch_size, 1),
                                  ("--steps", args.steps, 1), ("--processing-resolution", args.processing_resolution, 0)):
         if value is not None and value < minimum:
@@ -131,8 +133,9 @@ def run(args: argparse.Namespace) -> int:
         except (CheckpointError, ValueError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        if args.task and args.task != predictors[-1].task:
-            print(f"error: --task {args.task} but model '{name}' predicts {predictors[-1].task}", file=sys.stderr)
+        if args.task and args.task != predictors[-1].task.name:
+            print(f"error: --task {args.task} but model '{name}' predicts {predictors[-1].task.name}",
+                  file=sys.stderr)
             return EXIT_USAGE
     all_targets = [t for p in predictors for t in p.target_names]
     if len(set(all_targets)) != len(all_targets):
@@ -143,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     if args.reduction:
         for predictor in predictors:
             try:
-                predictor.codec.check_reduction(args.reduction)
+                predictor.task.check_reduction(args.reduction)
             except ValueError as exc:
                 print(f"error: --reduction: {exc}", file=sys.stderr)
                 return EXIT_USAGE
@@ -152,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     # With --output-dir inside (or equal to) an input folder, a rerun finds the earlier results there: they are
     # outputs, not inputs (explicitly named files are kept).
     out_root = out_dir.resolve()
-    own_suffixes = tuple(n for p in predictors for n in output_names(p.task, p.target_names, "", True))
+    own_suffixes = tuple(n for p in predictors for n in p.task.output_files("", True))
     own_suffixes += ("_preview.png",)
     explicit = {Path(a).resolve() for a in args.inputs if Path(a).is_file()}
     images = [p for p in images if p.resolve() in explicit
@@ -168,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
     with_unc = args.ensemble > 1
     todo = []
     for path, stem in zip(images, stems):
-        names = [n for p in predictors for n in output_names(p.task, p.target_names, stem, with_unc)]
+        names = [n for p in predictors for n in p.task.output_files(stem, with_unc)]
         if args.preview:
             names.append(f"{stem}_preview.png")
         if not args.overwrite and all((out_dir / n).is_file() for n in names):
@@ -177,8 +180,6 @@ def run(args: argparse.Namespace) -> int:
         todo.append((path, stem))
 
     ens_kwargs = {"reduction": args.reduction} if args.reduction else None
-    from tqdm.auto import tqdm
-
     bar = tqdm(total=len(todo), desc="images", unit="img", disable=None)
     # Images are read lazily in chunks of --batch-size so memory stays bounded for large folders.
     chunk = max(1, args.batch_size)
@@ -218,10 +219,11 @@ def run(args: argparse.Namespace) -> int:
             for i, (path, stem, arr) in enumerate(loaded):
                 try:
                     for predictor, outputs in zip(predictors, per_model):
-                        write_prediction(out_dir, stem, outputs[i], predictor.spec.target_properties)
+                        predictor.task.write_outputs(out_dir, stem, outputs[i])
                     if args.preview:
-                        write_preview(out_dir, stem, arr, [outputs[i] for outputs in per_model],
-                                      [p.spec.target_properties for p in predictors])
+                        panels = [p.task.visualize(name, a) for p, outputs in zip(predictors, per_model)
+                                  for name, a in outputs[i].targets.items()]
+                        save_preview(out_dir / f"{stem}_preview.png", arr, panels)
                 except OSError as exc:
                     _fail(path, f"cannot write outputs ({exc.strerror or exc})")
                     failed += 1

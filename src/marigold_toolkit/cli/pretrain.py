@@ -1,6 +1,6 @@
 """``marigold pretrain-base CONFIG [key=value ...]``: pretrain a small SD2-layout generative base on images.
 
-See :mod:`marigold_toolkit.training.pretrain`. Exit codes: 0 done, 2 usage or configuration error.
+See :mod:`marigold_toolkit.demo.pretrain`. Exit codes: 0 done, 2 usage or configuration error.
 """
 
 from __future__ import annotations
@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..demo.pretrain import load_pretrain_config, pretrain_base
+from ..training.config import ConfigError
 from .train import add_config_command
 
 
@@ -17,9 +19,6 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training.config import ConfigError
-    from ..training.pretrain import load_pretrain_config, pretrain_base
-
     try:
         cfg = load_pretrain_config(args.config, args.overrides)
         pretrain_base(cfg)

@@ -14,6 +14,10 @@ import logging
 import sys
 from pathlib import Path
 
+from ..checkpoints.resolve import CheckpointError
+from ..training.config import ConfigError, load_config
+from ..training.trainer import Trainer, TrainingError
+
 logger = logging.getLogger(__name__)
 
 
@@ -33,10 +37,6 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models.checkpoint import CheckpointError
-    from ..training.config import ConfigError, load_config
-    from ..training.trainer import Trainer, TrainingError
-
     try:
         cfg = load_config(args.config, args.overrides)
         trainer = Trainer(cfg)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .augment import NormalsAugmentation
+from ..core.checks import lookup
 from .base import CorruptSampleError, TrainDataset
 from .depth import HypersimDepth, VirtualKITTIDepth
 from .folder import FolderDataset
@@ -61,12 +61,7 @@ def get_train_dataset(name: str, root: str | os.PathLike, split: str | os.PathLi
         ValueError: unknown name (the message lists the known ones) or a bad option.
         FileNotFoundError: missing data root or split file.
     """
-    try:
-        cls = TRAIN_DATASETS[name]
-    except KeyError:
-        known = ", ".join(sorted(TRAIN_DATASETS))
-        raise ValueError(f"unknown training dataset {name!r}; known: {known}") from None
-    return cls(root, split=split, **kwargs)
+    return lookup(TRAIN_DATASETS, name, "training dataset")(root, split=split, **kwargs)
 
 
 __all__ = [
@@ -80,7 +75,6 @@ __all__ = [
     "InteriorVerseNormals",
     "MicroBatchDataset",
     "MixedMicroBatches",
-    "NormalsAugmentation",
     "SintelNormals",
     "TrainDataset",
     "VirtualKITTIDepth",

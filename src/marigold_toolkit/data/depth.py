@@ -11,18 +11,12 @@ from typing import Any
 
 import numpy as np
 
+from ..core.checks import check_hw
 from ..io.dataset_files import SplitEntry, read_png_depth, read_rgb_uint8, stem_from_relpath
-from .augment import draw_flip
-from .base import (
-    CorruptSampleError,
-    TrainDataset,
-    check_hw,
-    hflip,
-    range_mask,
-    resize_raster,
-    rgb_uint8_to_tensor,
-    to_chw,
-)
+from ..tasks.depth import DepthTask
+from .base import CorruptSampleError, TrainDataset
+
+_TASK = DepthTask()
 
 
 class DepthTrainDataset(TrainDataset):
@@ -34,8 +28,6 @@ class DepthTrainDataset(TrainDataset):
     max_depth: float = float("inf")
     #: PNG value per metre
     depth_scale: float = 1000.0
-    #: the authors resize RGB and depth alike with NEAREST_EXACT for depth training
-    rgb_resize_mode: str = "nearest-exact"
 
     def parse_line(self, cols, line_no):
         return SplitEntry(stem_from_relpath(cols[0]), (cols[0], cols[1]), line_no)
@@ -52,13 +44,8 @@ class DepthTrainDataset(TrainDataset):
         rgb = self.crop(rgb, rgb_path)
         depth = self.crop(depth, depth_path)
 
-        sample = {"rgb": rgb_uint8_to_tensor(rgb), "depth": to_chw(depth)}
-        if self.augment and draw_flip(rng):
-            sample = hflip(sample)
-        sample["rgb"] = resize_raster(sample["rgb"], self.resize, self.rgb_resize_mode)
-        sample["depth"] = resize_raster(sample["depth"], self.resize, "nearest-exact")
-        sample["valid_mask"] = range_mask(sample["depth"], self.min_depth, self.max_depth)
-        return sample
+        return _TASK.training_sample(rgb, {"depth": depth}, None, rng, self.augment, self.resize,
+                                     min_depth=self.min_depth, max_depth=self.max_depth)
 
 
 class HypersimDepth(DepthTrainDataset):

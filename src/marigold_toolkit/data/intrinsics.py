@@ -14,19 +14,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..core.augment import draw_flip
+from ..core.image import hflip, resize_raster, rgb_uint8_to_tensor, to_chw
 from ..io.dataset_files import (
     SplitEntry,
+    hypersim_iid_cut_off,
     read_exr_rgb,
     read_npy,
     read_rgb_uint8,
     stem_from_relpath,
 )
-from ..evaluation.benchmarks.intrinsics import HypersimIIDLighting
-from .augment import draw_flip
-from .base import CorruptSampleError, TrainDataset, hflip, resize_raster, rgb_uint8_to_tensor, to_chw
-
-GAMMA = 2.2
-
+from ..tasks.intrinsics.metrics import GAMMA
+from .base import CorruptSampleError, TrainDataset
 
 def _resize_sample(sample: dict[str, Any], size, targets) -> dict[str, Any]:
     if size is None:
@@ -150,7 +149,7 @@ class HypersimIID(TrainDataset):
                 raise CorruptSampleError(self.describe(path), f"{key} has dtype {arr.dtype}")
             arrays[key] = arr.astype(np.float64, copy=False)
 
-        c = HypersimIIDLighting.cut_off(arrays["shading"], arrays["residual"], self.quantile)
+        c = hypersim_iid_cut_off(arrays["shading"], arrays["residual"], self.quantile)
         if not (np.isfinite(c) and c > 0):
             raise CorruptSampleError(
                 self.describe(shading_path),

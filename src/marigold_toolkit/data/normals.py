@@ -14,88 +14,28 @@ Marigold's frame (X right, Y up, Z towards the viewer):
 So ``axis_signs`` is ``(1, 1, 1)`` for all three; a subclass for data in another convention sets it (e.g.
 ``(1, -1, -1)`` for an OpenCV-style X right, Y down, Z forward frame).
 
-Processing, as the authors' ``BaseNormalsDataset._training_preprocess``: flip (X negated), blur and colour jitter
-on the RGB (:mod:`~marigold_toolkit.data.augment`; blur only on Hypersim), then a bilinear (antialiased) resize
-of image and normals. After the resize the normals are rescaled to unit length (the authors do not; bilinear
-averaging shortens vectors at creases). ``valid_mask`` holds the pixels whose stored vector is finite and longer
-than 0.1 (the authors' Sintel threshold), resized with nearest-exact.
+Processing: the normals task's training pipeline (:mod:`marigold_toolkit.tasks.normals.training`: flip with X
+negated, blur and colour jitter on the RGB, blur only on Hypersim, bilinear resize, unit length; ``valid_mask`` =
+stored vector finite and longer than 0.1).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import numpy as np
 import torch
 
+from ..core.checks import check_hw
+from ..core.image import to_chw
 from ..io.dataset_files import SplitEntry, read_npy, read_rgb_uint8, stem_from_relpath
-from .augment import NormalsAugmentation, augment_normals_rgb, draw_normals_params
-from .base import CorruptSampleError, TrainDataset, check_hw, hflip, resize_raster, to_chw, unit_normals
-
-#: stored vectors shorter than this are invalid (the authors' Sintel sky test)
-MIN_NORMAL_LENGTH = 0.1
-
-
-def normals_augmentation(augmentation: NormalsAugmentation | Mapping[str, Any] | None) -> NormalsAugmentation:
-    """The settings object from ``None`` (the authors' defaults), a mapping of overrides (e.g. from a YAML
-    config) or an instance."""
-    if augmentation is None:
-        return NormalsAugmentation()
-    if isinstance(augmentation, NormalsAugmentation):
-        return augmentation
-    if isinstance(augmentation, Mapping):
-        try:
-            return NormalsAugmentation(**dict(augmentation))
-        except TypeError as err:
-            raise ValueError(f"bad normals augmentation settings {dict(augmentation)!r}: {err}") from None
-    raise TypeError(f"augmentation must be a NormalsAugmentation or a mapping, got {type(augmentation).__name__}")
-
-
-def prepare_normals(n: torch.Tensor, axis_signs=(1.0, 1.0, 1.0)) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[3, H, W]`` stored vectors -> (normals in Marigold's frame, unit length where valid and 0 elsewhere;
-    ``bool [1, H, W]`` valid mask = finite and length > 0.1)."""
-    if tuple(axis_signs) != (1.0, 1.0, 1.0):
-        n = n * torch.tensor(axis_signs, dtype=n.dtype).view(3, 1, 1)
-    finite = torch.isfinite(n).all(dim=0, keepdim=True)
-    n = torch.where(finite, n, torch.zeros_like(n))
-    norm = torch.linalg.vector_norm(n, dim=0, keepdim=True)
-    valid = finite & (norm > MIN_NORMAL_LENGTH)
-    n = torch.where(valid, n / norm.clamp_min(1e-12), torch.zeros_like(n))
-    return n, valid
-
-
-def augment_and_resize_normals(
-    rgb_u8: np.ndarray,
-    normals: torch.Tensor,
-    valid: torch.Tensor,
-    rng: np.random.Generator,
-    augment: bool,
-    blur: bool,
-    cfg: NormalsAugmentation,
-    resize: tuple[int, int] | None,
-) -> dict[str, Any]:
-    """The authors' normals training pipeline on one decoded sample: flip, RGB blur/jitter, bilinear resize."""
-    rgb255 = to_chw(rgb_u8)
-    sample = {"rgb": rgb255, "normals": normals, "valid_mask": valid}
-    if augment:
-        params = draw_normals_params(rng, cfg, blur)
-        if params["flip"]:
-            sample = hflip(sample, normals_key="normals")
-        sample["rgb"] = augment_normals_rgb(sample["rgb"], params, cfg)
-    sample["rgb"] = sample["rgb"] / 255.0 * 2.0 - 1.0
-    if resize is not None:
-        sample["rgb"] = resize_raster(sample["rgb"], resize, "bilinear")
-        sample["normals"] = unit_normals(resize_raster(sample["normals"], resize, "bilinear"))
-        sample["valid_mask"] = resize_raster(sample["valid_mask"], resize, "nearest-exact")
-    return sample
+from ..tasks.normals import NormalsAugmentation, augment_and_resize_normals, normals_augmentation, prepare_normals
+from .base import CorruptSampleError, TrainDataset
 
 
 class NormalsTrainDataset(TrainDataset):
     """8-bit image + ``[H, W, 3]`` ``.npy`` normals. Split lines: ``<rgb path> <normals .npy path>``.
 
     Extra args: ``blur`` (None = the dataset default ``default_blur``: whether the Gaussian and motion blur
-    augmentations apply), ``augmentation`` (a :class:`~marigold_toolkit.data.augment.NormalsAugmentation` or a
+    augmentations apply), ``augmentation`` (a :class:`~marigold_toolkit.tasks.normals.NormalsAugmentation` or a
     mapping of its fields, e.g. ``{"color_jitter_p": 0.0}``).
     """
 
@@ -176,10 +116,10 @@ class InteriorVerseNormals(NormalsTrainDataset):
     num_samples = 27198
     default_resize = None
 
-    def _default_split_path(self):
-        path = super()._default_split_path()
+    def default_split_path(self):
+        path = super().default_split_path()
         if not path.is_file():
-            alt = self._data_folder().parent / self.split_files[0]
+            alt = self.data_folder().parent / self.split_files[0]
             if alt.is_file():
                 return alt
         return path

@@ -9,8 +9,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..io.atomic import atomic_write
-from . import metrics
+from ..core import metrics
+from ..core.atomic import atomic_write_bytes
 from .published import published_rows
 
 
@@ -47,7 +47,7 @@ def nest_targets(means: dict[str, float]) -> dict[str, Any]:
 
 def write_json(path: Path, report: dict[str, Any]) -> None:
     data = json.dumps(_json_safe(report), indent=2, sort_keys=False, default=str, allow_nan=False).encode()
-    atomic_write(path, lambda f: f.write(data + b"\n"))
+    atomic_write_bytes(path, data + b"\n")
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -59,7 +59,7 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     w.writeheader()
     for r in rows:
         w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    atomic_write(path, lambda f: f.write(buf.getvalue().encode()))
+    atomic_write_bytes(path, buf.getvalue().encode())
 
 
 def _fmt(metric: str, v: float | None) -> str:
@@ -91,4 +91,4 @@ def markdown_table(benchmark: str, ours: dict[str, float], settings: dict[str, A
 
 
 def write_markdown(path: Path, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text.encode()))
+    atomic_write_bytes(path, text.encode())

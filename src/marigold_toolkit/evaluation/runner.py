@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..io.exports import save_npy
-from .benchmarks.base import Benchmark, EvalSample
-from .metrics import EmptyMaskError
+from ..core.metrics import EmptyMaskError
+from ..io.files import save_npy
+from .datasets.base import Benchmark, EvalSample
+from .plots import write_plots
 from .report import markdown_table, mean_over_images, nest_targets, write_csv, write_json, write_markdown
-from .scoring import lpips_enabled, score_depth, score_intrinsics, score_normals
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +71,8 @@ def cache_key(predictor, settings: InferenceSettings, benchmark: Benchmark) -> s
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _pred_files(cache: Path, stem: str, names: list[str]) -> list[Path]:
-    return [cache / f"{stem}_{n}.npy" for n in names]
+def _pred_files(predictor, cache: Path, stem: str) -> dict[str, Path]:
+    return {name: cache / predictor.task.array_file(stem, name) for name in predictor.target_names}
 
 
 def run_inference(benchmark: Benchmark, predictor, settings: InferenceSettings, cache: Path,
@@ -83,7 +83,8 @@ def run_inference(benchmark: Benchmark, predictor, settings: InferenceSettings, 
     computed = 0
     for i in tqdm(range(n), desc=f"{benchmark.name}: inference", disable=not show_progress):
         sample = benchmark[i]
-        if all(p.is_file() for p in _pred_files(cache, sample.stem, predictor.target_names)):
+        files = _pred_files(predictor, cache, sample.stem)
+        if all(p.is_file() for p in files.values()):
             continue
         out = predictor.predict(
             sample.rgb, num_inference_steps=settings.num_inference_steps, ensemble_size=settings.ensemble_size,
@@ -92,25 +93,16 @@ def run_inference(benchmark: Benchmark, predictor, settings: InferenceSettings, 
             output_uncertainty=False,
         )
         for name, arr in out.targets.items():
-            save_npy(cache / f"{sample.stem}_{name}.npy", arr)
+            save_npy(files[name], arr)
         computed += 1
     return computed
 
 
-def score_sample(benchmark: Benchmark, sample: EvalSample, preds: dict[str, np.ndarray], alignment: str | None):
-    """Protocol scoring of one sample; returns ``(metrics, aligned depth or None)``."""
-    if benchmark.task == "depth":
-        return score_depth(preds["depth"], sample.gt, sample.valid_mask, alignment or benchmark.alignment,
-                           benchmark.min_depth, benchmark.max_depth, benchmark.alignment_max_res)
-    if benchmark.task == "normals":
-        return score_normals(preds["normals"], sample.gt, sample.valid_mask), None
-    use_mask = getattr(benchmark, "use_mask", False)
-    return score_intrinsics(preds, sample.gt, sample.valid_mask if use_mask else None,
-                            up_to_scale=getattr(benchmark, "up_to_scale_targets", ("shading", "residual")),
-                            linear_space=getattr(benchmark, "linear_space_targets", ()),
-                            srgb_space=getattr(benchmark, "srgb_space_targets", ()),
-                            masks=sample.meta.get("masks") if use_mask else None,
-                            with_lpips=lpips_enabled()), None
+def score_sample(benchmark: Benchmark, sample: EvalSample, preds: dict[str, np.ndarray], task,
+                 alignment: str | None = None):
+    """Protocol scoring of one sample by ``task``; returns ``(metrics, aux)`` (aux: the aligned depth, or
+    ``None``)."""
+    return task.score(preds, sample.gt, **benchmark.scoring_options(sample, alignment))
 
 
 def evaluate_benchmark(
@@ -128,9 +120,10 @@ def evaluate_benchmark(
     """Run inference (cached), score every sample and write ``report.json``, ``per_image.csv``, ``report.md``.
 
     With ``plots``: error maps for ``plot_stems`` (or the first ``plot_images`` samples) and a histogram."""
-    if predictor.task != benchmark.task:
+    task = predictor.task
+    if task.name != benchmark.task:
         raise ValueError(f"benchmark '{benchmark.name}' is a {benchmark.task} benchmark but the model predicts "
-                         f"{predictor.task}")
+                         f"{task.name}")
     output_dir = Path(output_dir)
     key = cache_key(predictor, settings, benchmark)
     cache = output_dir / "predictions" / key
@@ -145,10 +138,9 @@ def evaluate_benchmark(
     rows, excluded, plot_data = [], [], []
     for i in tqdm(range(n), desc=f"{benchmark.name}: scoring", disable=not show_progress):
         sample = benchmark[i]
-        preds = {name: np.load(p) for name, p in zip(predictor.target_names,
-                                                       _pred_files(cache, sample.stem, predictor.target_names))}
+        preds = {name: np.load(p) for name, p in _pred_files(predictor, cache, sample.stem).items()}
         try:
-            metrics, aligned = score_sample(benchmark, sample, preds, alignment)
+            metrics, aligned = score_sample(benchmark, sample, preds, task, alignment)
         except EmptyMaskError:
             excluded.append(sample.stem)
             continue
@@ -175,8 +167,6 @@ def evaluate_benchmark(
     write_csv(output_dir / "per_image.csv", rows)
     write_markdown(output_dir / "report.md", markdown_table(benchmark.name, means, report["settings"]))
     if plots:
-        from .plots import write_plots
-
-        report["plots"] = [str(p) for p in write_plots(output_dir, benchmark.task, rows, plot_data)]
+        report["plots"] = [str(p) for p in write_plots(output_dir, task, rows, plot_data)]
         write_json(output_dir / "report.json", report)
     return report

@@ -1,15 +1,17 @@
-"""Dataset file plumbing shared by the evaluation benchmarks and the training datasets: data roots (a folder or
-the authors' ``.tar`` archive), split-file entries, filesystem-safe stems and the raw decoders (8-bit RGB,
-16-bit PNG, ``.npy``, EXR)."""
+"""Dataset file plumbing shared by the evaluation datasets and the training datasets: data roots (a folder or
+the authors' ``.tar`` archive), the split-file reader and the :class:`SplitFileDataset` base, filesystem-safe
+stems, and the raw decoders (8-bit RGB, 16-bit PNG, ``.npy``, EXR, the Hypersim IID cut-off)."""
 
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import tarfile
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -17,6 +19,7 @@ from typing import IO, Any
 import numpy as np
 from PIL import Image
 
+logger = logging.getLogger(__name__)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -123,6 +126,124 @@ class DataSource:
     def read_bytes(self, rel_path: str) -> bytes:
         with self.open(rel_path) as f:
             return f.read()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# split files
+
+
+def read_split_file(
+    path: Path,
+    parse_line: Callable[[list[str], int], SplitEntry | None],
+    min_columns: int = 1,
+    unique: bool = False,
+) -> list[SplitEntry]:
+    """Parse a whitespace-separated split file into entries.
+
+    Blank lines and lines starting with ``#`` are skipped; ``parse_line(columns, line_no)`` may drop a line by
+    returning ``None``. A repeated sample id is an error with ``unique`` (evaluation: every sample is scored
+    once), else kept with one warning (training: it is sampled more often).
+    """
+    entries: list[SplitEntry] = []
+    seen: dict[str, int] = {}
+    repeats = 0
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            cols = line.split()
+            if not cols or cols[0].startswith("#"):
+                continue
+            if len(cols) < min_columns:
+                raise ValueError(f"{path}:{line_no}: expected at least {min_columns} columns, got {len(cols)}: "
+                                 f"{line.strip()!r}")
+            entry = parse_line(cols, line_no)
+            if entry is None:
+                continue
+            if entry.stem in seen:
+                if unique:
+                    raise ValueError(f"{path}:{line_no}: sample id {entry.stem!r} repeats line {seen[entry.stem]}; "
+                                     "ids must be unique")
+                repeats += 1
+            seen.setdefault(entry.stem, line_no)
+            entries.append(entry)
+    if repeats:
+        logger.warning("%s: %d lines repeat an earlier sample; they are kept (sampled more often)", path, repeats)
+    return entries
+
+
+class SplitFileDataset:
+    """A dataset in a published on-disk layout: a data root (a folder, or the authors' ``.tar``) plus a split
+    file whose lines name each sample's files relative to the root. The base of the training datasets
+    (:class:`marigold_toolkit.data.base.TrainDataset`) and of the evaluation datasets
+    (:class:`marigold_toolkit.evaluation.datasets.base.FileBenchmark`).
+
+    The split file is ``split`` when given, else the first of ``split_files`` (or ``split_file``) found in the
+    data folder (the archive's folder for a tar root).
+    """
+
+    name: str = ""
+    #: what the dataset is, for messages ("training dataset", "benchmark")
+    kind: str = "dataset"
+    #: default split file name(s), tried in order in the data folder
+    split_file: str = ""
+    split_files: tuple[str, ...] = ()
+    #: where the split file lives in the authors' repository (prs-eth/Marigold), for error messages
+    split_source: str = ""
+    #: the fewest whitespace-separated columns a split line must have
+    min_columns: int = 2
+    #: whether a repeated sample id is an error (see :func:`read_split_file`)
+    unique_stems: bool = False
+
+    def __init__(self, root: str | os.PathLike, split: str | os.PathLike | None = None):
+        self.root = Path(root)
+        self._check_root()
+        self.source = DataSource(self.root)
+        self.split_path = Path(split) if split is not None else self.default_split_path()
+        self.entries = self.read_split(self.split_path)
+
+    def _check_root(self) -> None:
+        if not (self.root.is_dir() or (self.root.is_file() and tarfile.is_tarfile(self.root))):
+            raise FileNotFoundError(
+                f"{self.root}: data folder (or .tar archive) for {self.kind} '{self.name}' does not exist")
+
+    def _split_names(self) -> tuple[str, ...]:
+        return self.split_files or ((self.split_file,) if self.split_file else ())
+
+    def data_folder(self) -> Path:
+        """The folder holding the data (the archive's folder for a tar root)."""
+        return self.root if self.root.is_dir() else self.root.parent
+
+    def default_split_path(self) -> Path:
+        folder = self.data_folder()
+        names = self._split_names()
+        for name in names:
+            if (folder / name).is_file():
+                return folder / name
+        return folder / (names[0] if names else "split.txt")
+
+    def read_split(self, path: Path) -> list[SplitEntry]:
+        """Parse the split file at ``path`` (see :meth:`parse_line`)."""
+        if not Path(path).is_file():
+            hint = f" (the authors' `{self.split_source}` from prs-eth/Marigold)" if self.split_source else ""
+            raise FileNotFoundError(
+                f"{path}: split file for {self.kind} '{self.name}' not found; place "
+                f"{' or '.join(self._split_names()) or 'it'}{hint} in the data folder or pass split=...")
+        return read_split_file(Path(path), self.parse_line, self.min_columns, self.unique_stems)
+
+    def parse_line(self, cols: list[str], line_no: int) -> SplitEntry | None:
+        """One split line -> entry (``None`` drops the line). Default: the first column names the sample and
+        the first ``min_columns`` columns are its files."""
+        return SplitEntry(stem_from_relpath(cols[0]), tuple(cols[: self.min_columns]), line_no)
+
+    def describe(self, rel_path: str) -> str:
+        """A readable location of ``rel_path``: the file path, or ``<archive>::<member>``."""
+        local = self.source.local_path(rel_path)
+        return str(local) if local is not None else f"{self.root}::{rel_path}"
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def close(self) -> None:
+        self.source.close()
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -264,3 +385,23 @@ def _read_exr_cv2(source: DataSource, rel_path: str) -> np.ndarray:
     if img.ndim == 2:
         return np.repeat(img[..., None], 3, axis=2)
     return img[..., 2::-1].copy() if img.shape[2] >= 3 else np.repeat(img[..., :1], 3, axis=2)
+
+
+def read_png_unit(source: DataSource, rel_path: str) -> np.ndarray:
+    """8-bit colour/grey PNG -> ``[H, W, 3]`` float32 / 255; 16-bit grey -> / 65535, repeated to 3 channels."""
+    with source.open(rel_path) as f, Image.open(f) as img:
+        if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+            arr = np.asarray(img).astype(np.float32) / 65535.0
+            return np.repeat(arr[..., None], 3, axis=2)
+    return read_rgb_uint8(source, rel_path).astype(np.float32) / 255.0
+
+
+def hypersim_iid_cut_off(shading: np.ndarray, residual: np.ndarray, q: float = 0.98) -> float:
+    """The authors' Hypersim IID normaliser: ``max(quantile(shading, q), quantile(residual, q))`` over all
+    finite values of each array (linear interpolation; NaN when an array has no finite value)."""
+    def qf(x: np.ndarray) -> float:
+        x = np.asarray(x, dtype=np.float64).ravel()
+        x = x[np.isfinite(x)]
+        return float(np.quantile(x, q)) if x.size else float("nan")
+
+    return max(qf(shading), qf(residual))

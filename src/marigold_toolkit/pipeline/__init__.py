@@ -1,8 +1,6 @@
-"""Inference: image geometry, the shared denoising loop, ensembling and the :class:`Predictor`."""
+"""Inference: the shared denoising loop, the model-call backends and the :class:`Predictor`."""
 
-from .ensemble import ensemble_depth, ensemble_intrinsics, ensemble_normals, normalize_normals
 from .outputs import MarigoldOutput
 from .predictor import Predictor
 
-__all__ = ["Predictor", "MarigoldOutput", "ensemble_depth", "ensemble_normals", "ensemble_intrinsics",
-           "normalize_normals"]
+__all__ = ["Predictor", "MarigoldOutput"]

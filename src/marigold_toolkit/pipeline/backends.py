@@ -7,18 +7,16 @@ supplies the callables it makes (:class:`ModelCalls`):
 * ``compile`` — the same modules through ``torch.compile`` (inductor by default). Compilation happens lazily at
   the first call of each new input shape; if it fails (no C++ compiler, unsupported platform, a dynamo error),
   one warning is logged and that call and all later ones run eagerly — prediction never fails because of it;
-* ``onnx`` — UNet, VAE encoder and VAE decoder exported by :mod:`marigold_toolkit.models.export` and run by
+* ``onnx`` — UNet, VAE encoder and VAE decoder exported by :mod:`marigold_toolkit.checkpoints.onnx` and run by
   ONNX Runtime sessions.
 
-Why ONNX Runtime rather than OpenVINO: on the 2-core x86_64 CPU this was developed on, both ran the same exported
-UNet graphs at the same speed (tiny UNet 6.7 ms vs 8.0 ms, a 3-level 64/128/256-channel UNet at 48x64 latents
-1.01 s vs 1.03 s per call, both within 5e-6 of torch), while the ``onnxruntime`` wheel is about a tenth of
-OpenVINO's install, has GPU/DirectML/CoreML execution providers behind the same API, and OpenVINO reads the
-exported ``.onnx`` files directly for anyone who prefers it.
+ONNX Runtime rather than OpenVINO: both run the same exported graphs (OpenVINO reads the ``.onnx`` files
+directly), ``onnxruntime`` is the far smaller install and has GPU/DirectML/CoreML execution providers behind the
+same API (the comparison is in the README "Performance").
 
-Deviation from the float32 eager path is measured, not assumed: on the tiny test checkpoints the tests hold every
-fast path within :data:`FAST_TIER_ABSREL_TOL` (AbsRel between depth outputs); ``benchmarks/bench_inference.py
---ours-backend`` reports it for the full-size architecture.
+Deviation from the float32 eager path is measured, not assumed: the tests hold every fast path within
+:data:`FAST_TIER_ABSREL_TOL` (AbsRel between depth outputs) on the tiny test checkpoints;
+``benchmarks/bench_inference.py --ours`` reports it for the full-size architecture.
 """
 
 from __future__ import annotations
@@ -33,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..checkpoints.onnx import model_path, read_manifest
 from .denoise import UNetFn, VaeFn, as_unet_fn
 
 logger = logging.getLogger(__name__)
@@ -40,7 +39,7 @@ logger = logging.getLogger(__name__)
 #: backend names accepted by :class:`~marigold_toolkit.pipeline.predictor.Predictor` and ``--backend``
 BACKENDS = ("eager", "compile", "onnx")
 
-#: largest allowed AbsRel between a fast path's depth output and the float32 eager output (issue target: 0.5 %)
+#: largest allowed AbsRel between a fast path's depth output and the float32 eager output (0.5 %)
 FAST_TIER_ABSREL_TOL = 0.005
 
 
@@ -223,14 +222,12 @@ class OnnxModel:
 def onnx_calls(onnx_dir: str | Path, device: torch.device | str = "cpu", providers: list[str] | None = None,
                num_threads: int | None = None) -> ModelCalls:
     """ONNX Runtime sessions for the three models in an export folder (see
-    :func:`marigold_toolkit.models.export.export_onnx`); float32 in and out.
+    :func:`marigold_toolkit.checkpoints.onnx.export_onnx`); float32 in and out.
 
     Args:
         providers: ONNX Runtime execution providers (default ``["CPUExecutionProvider"]``).
         num_threads: intra-op threads (default: ``torch.get_num_threads()``, for a like-for-like comparison).
     """
-    from ..models.export import model_path, read_manifest
-
     manifest = read_manifest(onnx_dir)
     device = torch.device(device)
     unet = OnnxModel(model_path(onnx_dir, manifest, "unet"), device, providers, num_threads)

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import torch
 
-from .image_processing import processing_size
+from ..checkpoints.loading import enable_vae_tiling, vae_stride
+from ..checkpoints.resolve import resolve_checkpoint_path
+from ..core.image import processing_size
 
 #: tokens of the empty-prompt embedding the UNet cross-attends to (BOS, EOS; unpadded, as diffusers' pipelines)
 EMPTY_PROMPT_TOKENS = 2
@@ -43,8 +45,6 @@ class InferenceCost:
 
 def _meta_models(checkpoint: str | Path):
     from diffusers import AutoencoderKL, UNet2DConditionModel
-
-    from ..models.checkpoint import resolve_checkpoint_path
 
     folder = resolve_checkpoint_path(str(checkpoint))
     with torch.device("meta"):
@@ -76,9 +76,6 @@ def inference_cost(
     at the size the predictor processes (long edge ``processing_resolution``, 0 = native; padded to the latent
     stride). With ``vae_tiling`` the VAE is counted tile by tile as diffusers runs it (overlaps included).
     """
-    from ..models.loading import vae_stride
-    from .predictor import enable_vae_tiling
-
     unet, vae = _meta_models(checkpoint)
     if vae_tiling:
         enable_vae_tiling(vae, vae_tile_size)

@@ -12,7 +12,7 @@ class MarigoldOutput:
     """The prediction for one image.
 
     Attributes:
-        task: ``"depth"``, ``"normals"`` or ``"intrinsics"``.
+        task: the task's name (``"depth"``, ``"normals"``, ``"intrinsics"``, or a registered task of your own).
         targets: per target name a float32 array: depth ``[H, W]`` in [0, 1] (affine-invariant, 0 = near),
             normals ``[H, W, 3]`` unit vectors in [-1, 1] (X right, Y up, Z to the viewer), intrinsics
             ``[H, W, 3]`` in [0, 1] in the target's prediction space (see ``target_properties``).

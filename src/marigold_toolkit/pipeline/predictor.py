@@ -7,15 +7,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 
-from ..models.loading import MarigoldComponents, load_components, vae_stride
-from ..tasks import codec_for_spec
+from ..checkpoints.loading import MarigoldComponents, enable_vae_tiling, load_components, vae_stride
+from ..checkpoints.onnx import check_matches, read_manifest
+from ..core.image import RESAMPLE_METHODS, pad_to_multiple, resize, resize_to_max_edge, to_tensor, unpad
+from ..io.images import load_image, pil_to_array
+from ..tasks import Task
+from ..tasks.base import chw_to_hwc
 from .backends import BACKENDS, BackendError, ModelCalls, compiled_calls, eager_calls, onnx_calls
 from .denoise import decode_latents, denoise, draw_noise, encode_images, is_stochastic
-from .image_processing import RESAMPLE_METHODS, pad_to_multiple, resize, resize_to_max_edge, to_tensor, unpad
 from .outputs import MarigoldOutput
 
 logger = logging.getLogger(__name__)
@@ -26,49 +29,11 @@ _NEEDS_ONNX_DIR = "backend 'onnx' needs onnx_dir (--onnx-dir): a folder written 
 
 def _as_tensor(image: ImageLike) -> torch.Tensor:
     """A path, PIL image, array or tensor -> ``[1, 3, H, W]`` float in [0, 1]."""
-    from PIL import Image
-
-    from ..io.images import load_image, pil_to_array
-
     if isinstance(image, (str, Path)):
         image = load_image(image)
     elif isinstance(image, Image.Image):
         image = pil_to_array(image)
     return to_tensor(image)
-
-
-def enable_vae_tiling(vae, tile_size: int | None = None, overlap: float = 0.25) -> None:
-    """Switch on diffusers' tiled ``AutoencoderKL`` encode/decode: inputs larger than ``tile_size`` pixels (or
-    latents larger than ``tile_size / 8``) are processed in overlapping tiles blended linearly, so memory stays
-    bounded for very large inputs (e.g. a 4000x3000 photo at native resolution) at the cost of small differences
-    near tile seams.
-
-    Args:
-        vae: a diffusers ``AutoencoderKL``.
-        tile_size: tile edge in pixels, a multiple of the VAE's downscaling factor; default: the VAE config's
-            ``sample_size`` (768 for the SD2-based checkpoints; diffusers' own default).
-        overlap: fraction of a tile shared with its neighbour (diffusers' default 0.25).
-    """
-    stride = vae_stride(vae)
-    if not 0 <= overlap < 1:
-        raise ValueError(f"vae tile overlap must be in [0, 1), not {overlap}")
-    if tile_size is not None:
-        # tiles start every int(tile * (1 - overlap)) pixels / latents; unless those steps agree and are multiples of
-        # the stride, edge tiles can be thinner than the encoder's downsampling (a conv error) or misaligned
-        def fits(t: int) -> bool:
-            step_px, step_latent = int(t * (1 - overlap)), int(t // stride * (1 - overlap))
-            return t % stride == 0 and step_px >= stride and step_px == step_latent * stride
-
-        if not fits(tile_size):
-            unit = next((t for t in range(stride, 65 * stride, stride) if fits(t)), stride)
-            raise ValueError(f"vae tile size {tile_size} px does not fit the VAE's stride {stride} at overlap "
-                             f"{overlap:g}; use a multiple of {unit} px such as 512 or 768")
-    vae.enable_tiling()
-    if tile_size is None:
-        return
-    vae.tile_sample_min_size = int(tile_size)
-    vae.tile_latent_min_size = int(tile_size) // stride
-    vae.tile_overlap_factor = float(overlap)
 
 
 class Predictor:
@@ -97,7 +62,6 @@ class Predictor:
             raise BackendError("vae_tiling is not available with the onnx backend (the export is untiled)")
         self.components = components
         self.spec = components.spec
-        self.codec = codec_for_spec(self.spec)
         self.unet, self.vae, self.scheduler = components.unet, components.vae, components.scheduler
         self.latent_stride = vae_stride(self.vae)
         if type(self.scheduler).__name__ == "DDPMScheduler":
@@ -143,14 +107,14 @@ class Predictor:
             vae_tiling: tiled VAE encode/decode for very large inputs (outputs then differ slightly from untiled).
             backend: ``"eager"`` (default, the reference), ``"compile"`` (``torch.compile``, see
                 :meth:`compile_models`) or ``"onnx"`` (ONNX Runtime on the export in ``onnx_dir``, float32 only).
-            onnx_dir: folder written by ``marigold export-onnx`` (:func:`~marigold_toolkit.models.export.export_onnx`)
+            onnx_dir: folder written by ``marigold export-onnx`` (:func:`~marigold_toolkit.checkpoints.onnx.export_onnx`)
                 for this checkpoint; needed by ``backend="onnx"``.
             compile: shorthand for ``backend="compile"``.
             vae_tile_size: tile edge in pixels for ``vae_tiling`` (default: the VAE's ``sample_size``, 768 for
-                the public checkpoints; see :func:`enable_vae_tiling`).
+                the public checkpoints; see :func:`~marigold_toolkit.checkpoints.loading.enable_vae_tiling`).
             channels_last: run the UNet and VAE in channels-last (NHWC) memory layout: convolutions skip layout
-                reorders (measured 3-7 % faster per model call on a 2-core AVX2 CPU at 768 px; more on GPUs with
-                half precision); outputs move at float-rounding level (< 1e-4 of the default layout).
+                reorders (a few percent faster; see the README "Performance"); outputs move at float-rounding
+                level (< 1e-4 of the default layout).
         """
         if compile and backend not in ("eager", "compile"):
             raise ValueError(f"compile=True conflicts with backend={backend!r}")
@@ -183,8 +147,6 @@ class Predictor:
 
         The export must come from this checkpoint (checked against its manifest) and the predictor must be float32.
         """
-        from ..models.export import check_matches, read_manifest
-
         if onnx_dir is None:
             raise BackendError(_NEEDS_ONNX_DIR)
         if self.dtype != torch.float32:
@@ -209,7 +171,8 @@ class Predictor:
 
     # -- properties -------------------------------------------------------------------------------------------
     @property
-    def task(self) -> str:
+    def task(self) -> Task:
+        """The checkpoint's :class:`~marigold_toolkit.tasks.base.Task` (``predictor.task.name``: ``"depth"``, ...)."""
         return self.spec.task
 
     @property
@@ -323,7 +286,7 @@ class Predictor:
         if output_uncertainty and ensemble_size == 1:
             raise ValueError("uncertainty needs ensemble_size > 1")
         ens_kwargs = dict(ensembling_kwargs or {})
-        self.codec.check_reduction(ens_kwargs.get("reduction", self.codec.default_reduction))
+        self.task.check_reduction(ens_kwargs.get("reduction", self.task.default_reduction))
         gens = self._generators(len(items), seed, generator)
 
         # 1. preprocess: [-1, 1], resize, pad; group images by padded size so they can share batches
@@ -351,7 +314,7 @@ class Predictor:
             "scheduler": type(self.scheduler).__name__, "dtype": str(self.dtype).replace("torch.", ""),
             "backend": self.backend, "channels_last": self.channels_last,
         }
-        T = self.codec.n_targets
+        T = self.task.n_targets
         bar = tqdm(total=len(items) * ensemble_size, desc="Marigold", disable=not show_progress, leave=False)
         results: list[MarigoldOutput | None] = [None] * len(items)
         for idxs in groups.values():
@@ -373,7 +336,7 @@ class Predictor:
             del rows_cond, rows_noise, rows_step
             flat = latents.reshape(latents.shape[0] * T, image_latent.shape[1], h, w)
             decoded = decode_latents(  # [n*E*T, C, PH', PW']
-                self.vae, flat, batch_size, self.codec.decode, self.calls.decode
+                self.vae, flat, batch_size, self.task.decode, self.calls.decode
             )
             for j, i in enumerate(idxs):
                 _, padding, in_size, proc_size = prepared[i]
@@ -389,7 +352,7 @@ class Predictor:
 
     def _finish(self, members, output_uncertainty, ens_kwargs, match, resample, in_size, proc_size, settings):
         if members.shape[0] > 1:
-            pred, unc = self.codec.ensemble(members, output_uncertainty, **dict(ens_kwargs))
+            pred, unc = self.task.ensemble(members, output_uncertainty, **dict(ens_kwargs))
         else:
             pred, unc = members[0], None
         if not output_uncertainty:
@@ -398,14 +361,14 @@ class Predictor:
             pred = resize(pred, in_size, resample)
             if unc is not None:
                 unc = resize(unc, in_size, resample)
-            pred = self.codec.finalize(pred)
+            pred = self.task.finalize(pred)
         targets, uncertainty = {}, ({} if unc is not None else None)
-        for t, name in enumerate(self.codec.target_names):
-            targets[name] = _to_numpy(pred[t])
+        for t, name in enumerate(self.task.target_names):
+            targets[name] = chw_to_hwc(pred[t])
             if unc is not None:
-                uncertainty[name] = _to_numpy(unc[t])
+                uncertainty[name] = chw_to_hwc(unc[t])
         return MarigoldOutput(
-            task=self.task, targets=targets, uncertainty=uncertainty, input_size=tuple(in_size),
+            task=self.task.name, targets=targets, uncertainty=uncertainty, input_size=tuple(in_size),
             processing_size=tuple(proc_size), settings=dict(settings),
         )
 
@@ -413,9 +376,3 @@ class Predictor:
 def _released(*_args):
     raise BackendError("this predictor's weights were released by a failed switch to the onnx backend; load the "
                        "checkpoint again")
-
-
-def _to_numpy(x: torch.Tensor) -> np.ndarray:
-    """``[C, H, W]`` -> ``[H, W]`` (C = 1) or ``[H, W, C]`` float32."""
-    arr = x.detach().float().cpu().permute(1, 2, 0).numpy()
-    return np.ascontiguousarray(arr[..., 0] if arr.shape[-1] == 1 else arr, dtype=np.float32)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 
 from .scene import SCENE_FAMILIES
+from .writer import render_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -29,15 +32,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def _usage(msg: str) -> int:
-    import sys
-
     print(f"error: {msg}", file=sys.stderr)
     return 2
 
 
 def run(args) -> int:
-    from .writer import render_dataset
-
     families = tuple(s.strip() for s in str(args.scenes).split(",") if s.strip())
     unknown = [f for f in families if f not in SCENE_FAMILIES]
     if not families or unknown:
@@ -51,8 +50,6 @@ def run(args) -> int:
     if args.variant:
         if args.variant not in mitsuba.variants():
             return _usage(f"--variant {args.variant}: not available here; one of {', '.join(mitsuba.variants())}")
-        import os
-
         os.environ["MARIGOLD_SYNTH_VARIANT"] = args.variant  # also read by the worker processes
     n = render_dataset(args.output_dir, args.num, seed=args.seed, resolution=tuple(args.resolution), spp=args.spp,
                        workers=args.workers, progress=not args.no_progress, families=families)

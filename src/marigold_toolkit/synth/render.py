@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from .meshes import blob_mesh, terrain_mesh
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_VARIANT = "scalar_rgb"
@@ -177,8 +179,6 @@ def _shapes(obj: dict[str, Any], mode: str) -> dict[str, dict[str, Any]]:
                              "bsdf": _bsdf(mat, mode, True)},
         }
     if shape in ("blob", "terrain"):
-        from .meshes import blob_mesh, terrain_mesh
-
         if shape == "blob":
             v, f, uv = blob_mesh(obj["center"], float(obj["radius"]), obj["bumps"])
         else:

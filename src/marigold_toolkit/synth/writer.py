@@ -18,7 +18,6 @@ The camera JSON is written last, so a sample is complete when all of its files e
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import multiprocessing
@@ -28,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from tqdm.auto import tqdm
 
-from ..io.atomic import atomic_write, clean_stale_temporaries
+from ..core.atomic import atomic_write_bytes, clean_stale_temporaries
+from ..io.files import save_npy, save_png
 from .render import camera_basis, render_scene
 from .scene import SCENE_FAMILIES, generate_scene, sample_seed
 
@@ -55,30 +55,18 @@ def sample_complete(root: str | os.PathLike, stem: str) -> bool:
     return all(p.is_file() for p in sample_paths(root, stem).values())
 
 
-def _png_writer(arr: np.ndarray):
-    def write(f):
-        buf = io.BytesIO()
-        Image.fromarray(arr).save(buf, format="PNG")
-        f.write(buf.getvalue())
-    return write
-
-
-def _npy_writer(arr: np.ndarray):
-    return lambda f: np.save(f, np.ascontiguousarray(arr, dtype=np.float32), allow_pickle=False)
-
-
 def write_sample(root: str | os.PathLike, stem: str, out: dict[str, Any], scene: dict[str, Any]) -> None:
     """Write the maps of :func:`~marigold_toolkit.synth.render.render_scene` atomically (camera JSON last)."""
     paths = sample_paths(root, stem)
-    atomic_write(paths["rgb"], _png_writer(out["rgb"]))
-    atomic_write(paths["depth"], _npy_writer(out["depth"]))
-    atomic_write(paths["normals"], _npy_writer(out["normals"]))
-    atomic_write(paths["albedo"], _png_writer(np.round(out["albedo_srgb"] * 255.0).astype(np.uint8)))
-    atomic_write(paths["albedo_linear"], _npy_writer(out["albedo_linear"]))
-    atomic_write(paths["material"], _npy_writer(out["material"]))
-    atomic_write(paths["shading"], _npy_writer(out["shading"]))
-    atomic_write(paths["residual"], _npy_writer(out["residual"]))
-    atomic_write(paths["mask"], _png_writer(out["mask"].astype(np.uint8) * 255))
+    save_png(paths["rgb"], out["rgb"])
+    save_npy(paths["depth"], out["depth"])
+    save_npy(paths["normals"], out["normals"])
+    save_png(paths["albedo"], np.round(out["albedo_srgb"] * 255.0).astype(np.uint8))
+    save_npy(paths["albedo_linear"], out["albedo_linear"])
+    save_npy(paths["material"], out["material"])
+    save_npy(paths["shading"], out["shading"])
+    save_npy(paths["residual"], out["residual"])
+    save_png(paths["mask"], out["mask"].astype(np.uint8) * 255)
     meta = {
         **{k: out["intrinsics"][k] for k in ("fx", "fy", "cx", "cy", "width", "height")},
         "seed": int(scene["seed"]),
@@ -91,7 +79,7 @@ def write_sample(root: str | os.PathLike, stem: str, out: dict[str, Any], scene:
         "normals": "camera frame, X right, Y up, Z towards the viewer",
         "scene": scene,
     }
-    atomic_write(paths["camera"], lambda f: f.write(json.dumps(meta, indent=1).encode()))
+    atomic_write_bytes(paths["camera"], json.dumps(meta, indent=1).encode())
 
 
 def render_sample(root: str | os.PathLike, index: int, seed: int = 0, resolution: Sequence[int] = (120, 160),
@@ -117,8 +105,6 @@ def render_dataset(root: str | os.PathLike, n: int, seed: int = 0, resolution: S
     """Render samples ``0 .. n-1`` into ``root`` (resumable: complete samples are skipped). Sample ``i`` uses
     the seed :func:`~marigold_toolkit.synth.scene.sample_seed` ``(seed, i)``, so outputs do not depend on
     ``workers`` or on which samples existed before. Returns the number of samples rendered."""
-    from tqdm.auto import tqdm
-
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     for folder, _ in OUTPUTS:

@@ -1,24 +1,16 @@
-"""Per-task target codecs, built from a checkpoint's :class:`~marigold_toolkit.models.checkpoint.MarigoldSpec`."""
+"""Tasks: everything task-specific, one :class:`~marigold_toolkit.tasks.base.Task` per task, and the registry
+that maps task names and ``model_index.json`` pipeline classes to them. Importing this package registers the
+built-in tasks (depth, normals, intrinsics); the rest of the package asks the task.
+"""
 
-from __future__ import annotations
+# isort: off - the built-in tasks register in this order (the order of `marigold predict --task` choices)
+from .base import ErrorMap, Task, TaskError, ensemble_pixelwise
+from .depth import DepthTask
+from .normals import NormalsTask
+from .intrinsics import IntrinsicsTask
+from .registry import get_task, register_task, task_for_folders, task_for_model_index, task_names
 
-from .base import TaskCodec
-from .depth import DepthCodec
-from .intrinsics import IntrinsicsCodec
-from .normals import NormalsCodec
+# isort: on
 
-TASKS = ("depth", "normals", "intrinsics")
-
-
-def codec_for_spec(spec) -> TaskCodec:
-    """The codec of a checkpoint, configured from its model_index fields."""
-    if spec.task == "depth":
-        return DepthCodec(spec.target_names, spec.scale_invariant, spec.shift_invariant)
-    if spec.task == "normals":
-        return NormalsCodec(spec.target_names, spec.use_full_z_range)
-    if spec.task == "intrinsics":
-        return IntrinsicsCodec(spec.target_names, spec.target_properties)
-    raise ValueError(f"unknown task {spec.task!r}")
-
-
-__all__ = ["TaskCodec", "DepthCodec", "NormalsCodec", "IntrinsicsCodec", "codec_for_spec", "TASKS"]
+__all__ = ["Task", "TaskError", "ErrorMap", "DepthTask", "NormalsTask", "IntrinsicsTask", "ensemble_pixelwise",
+           "get_task", "register_task", "task_for_folders", "task_for_model_index", "task_names"]

@@ -14,6 +14,8 @@ from typing import Any, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from ..tasks import TaskError, get_task
+
 
 class ConfigError(ValueError):
     """A config file, key or value is invalid. The message names the file or key."""
@@ -38,7 +40,8 @@ class ModelConfig:
 
 @dataclass
 class PipelineConfig:
-    """Written to ``model_index.json`` of every saved checkpoint."""
+    """Written to ``model_index.json`` of every saved checkpoint: the defaults, and the task's own fields (each
+    task reads those it has, see :meth:`~marigold_toolkit.tasks.base.Task.from_config`)."""
 
     default_denoising_steps: int = 4
     default_processing_resolution: int = 768
@@ -116,7 +119,7 @@ class LoggingConfig:
 @dataclass
 class TrainConfig:
     base_config: Optional[str] = None
-    task: str = "depth"  # depth | normals | intrinsics
+    task: str = "depth"  # a registered task: depth | normals | intrinsics | your own
     targets: list = field(default_factory=lambda: ["depth"])
     seed: int = 2024
     output_dir: str = "runs/marigold"
@@ -204,12 +207,12 @@ def validate(cfg: DictConfig, where: str = "config") -> None:
     def fail(msg: str):
         raise ConfigError(f"{where}: {msg}")
 
-    if cfg.task not in ("depth", "normals", "intrinsics"):
-        fail(f"task must be depth, normals or intrinsics, got {cfg.task!r}")
-    if cfg.task in ("depth", "normals") and list(cfg.targets) != [cfg.task]:
-        fail(f"targets must be [{cfg.task}] for task {cfg.task}")
     if not cfg.targets:
         fail("targets must not be empty")
+    try:
+        get_task(cfg.task).check_targets(list(cfg.targets))
+    except TaskError as exc:
+        fail(str(exc))
     if cfg.diffusion.version not in ("v1.1", "v1.0"):
         fail(f"diffusion.version must be v1.1 or v1.0, got {cfg.diffusion.version!r}")
     if cfg.diffusion.mode not in ("diffusion", "e2e"):

@@ -1,4 +1,4 @@
-"""Latent-space loss pieces (reference §1.7 and §2.1 steps 6-7).
+"""Latent-space loss pieces of the Marigold training objective.
 
 Marigold trains with ``MSELoss(reduction="mean")`` between the UNet output and the v-prediction target, in
 latent space. For depth (and IID-appearance) only latent cells whose 8x8 pixel footprint is entirely valid
@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..core.checks import check_same_shape, check_shape
+
 
 def latent_valid_mask(pixel_mask: torch.Tensor, factor: int = 8) -> torch.Tensor:
     """Pixel validity ``[B, 1, H, W]`` -> latent validity ``[B, 1, H/factor, W/factor]`` (bool).
@@ -18,8 +20,7 @@ def latent_valid_mask(pixel_mask: torch.Tensor, factor: int = 8) -> torch.Tensor
     ``~max_pool2d(~mask, factor, factor)``. ``H`` and ``W`` must be multiples of ``factor``. Non-bool masks
     are read as ``mask != 0``.
     """
-    if pixel_mask.dim() != 4 or pixel_mask.shape[1] != 1:
-        raise ValueError(f"pixel_mask must be [B, 1, H, W], got {tuple(pixel_mask.shape)}")
+    check_shape(pixel_mask, "B 1 H W", "pixel_mask")
     if factor < 1:
         raise ValueError(f"factor must be >= 1, got {factor}")
     h, w = pixel_mask.shape[-2:]
@@ -46,18 +47,13 @@ def masked_latent_mse(
         instead of the NaN the authors' code would produce, so one fully invalid batch cannot poison the
         weights.
     """
-    if pred.shape != target.shape:
-        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ")
-    if pred.dim() != 4:
-        raise ValueError(f"expected [B, C, h, w] latents, got {tuple(pred.shape)}")
+    check_same_shape(pred, target, ("pred", "target"))
+    check_shape(pred, "B C h w", "latents")
     diff2 = (pred.float() - target.float()) ** 2
     if latent_mask is None:
         return diff2.mean()
     b, c, h, w = pred.shape
-    if latent_mask.dim() != 4 or latent_mask.shape[0] != b or latent_mask.shape[-2:] != (h, w) or (
-        latent_mask.shape[1] not in (1, c)
-    ):
-        raise ValueError(f"latent_mask must be [{b}, 1 or {c}, {h}, {w}], got {tuple(latent_mask.shape)}")
+    check_shape(latent_mask, [str(b), f"1|{c}", str(h), str(w)], "latent_mask")
     mask = (latent_mask != 0).expand(b, c, h, w)
     count = mask.sum().clamp(min=1)  # no host sync; an empty mask gives 0 / 1
     return (diff2 * mask).sum() / count

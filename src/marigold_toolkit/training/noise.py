@@ -1,4 +1,4 @@
-"""Annealed multi-resolution noise (reference §2.3; Marigold's ``src/util/multi_res_noise.py``, strategy
+"""Annealed multi-resolution noise (Marigold's ``src/util/multi_res_noise.py``, strategy
 ``original``, itself adapted from J. Whitaker's "multi-resolution noise" report).
 
 Algorithm for a latent of shape ``[B, C, H, W]`` and strength ``s`` (a float or one value per sample)::
@@ -20,7 +20,7 @@ Facts worth knowing (checked in the tests):
   i.e. plain white noise; the later levels are still drawn (the generator advances identically) but weighted
   by ``0**i = 0``.
 * Strategy ``"original"`` reproduces the authors' code, in which ``h, w`` are divided **cumulatively** (the
-  sizes are ``H / (r_1 r_2^2 ... r_i^i)``, truncated at every level). Reference §2.3 writes the size as
+  sizes are ``H / (r_1 r_2^2 ... r_i^i)``, truncated at every level). The paper's text writes the size as
   ``H / r^i``, which reads as a division of the full size; that variant is available as
   ``downscale_strategy="absolute"``. Example for a 60x80 latent (levels counted including ``i = 0``):
   ``original`` uses 3-4 levels (60x80 -> ~20x27 -> ~2x2 -> 1x1), ``absolute`` 4-6

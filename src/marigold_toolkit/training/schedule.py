@@ -1,4 +1,4 @@
-"""Learning-rate schedule and training noise scheduler (reference §2.1, §2.2).
+"""Learning-rate schedule and training noise scheduler of the Marigold fine-tuning protocol.
 
 * :class:`IterExponential` is the LR multiplier of Marigold's ``src/util/lr_scheduler.py``: linear warm-up
   ``it / warmup_steps`` for ``it < warmup_steps`` (so **0 at it = 0**, as in the authors' code), then

@@ -1,4 +1,4 @@
-"""UNet surgery that turns a Stable Diffusion 2 UNet into a Marigold UNet (reference §1.2).
+"""UNet surgery that turns a Stable Diffusion 2 UNet into a Marigold UNet (Marigold paper, Sec. 3.2).
 
 The UNet input is ``cat([rgb_latent, target_latent_1, ..., target_latent_n], dim=1)`` (this order matters), so
 ``conv_in`` must take ``4 * (1 + n)`` channels and ``conv_out`` must produce ``4 * n`` channels.
@@ -14,8 +14,8 @@ Both functions modify the UNet in place, update its config with ``register_to_co
 writes the new channel counts) and return it. They are no-ops on a UNet that already has the right size, which
 is the case when fine-tuning an existing Marigold checkpoint.
 
-The empty-text conditioning (reference §1.3) is not built here: use
-:func:`marigold_toolkit.models.loading.compute_empty_text_embedding` (re-exported by this package).
+The empty-text conditioning is not built here: use
+:func:`marigold_toolkit.checkpoints.loading.compute_empty_text_embedding`.
 """
 
 from __future__ import annotations

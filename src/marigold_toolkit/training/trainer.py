@@ -1,4 +1,5 @@
-"""The one Marigold trainer for every task: the task only changes the target codec and the validation metric.
+"""The one Marigold trainer for every task: the :class:`~marigold_toolkit.tasks.base.Task` supplies the targets,
+the codec, the loss mask, the end-to-end loss and the validation score.
 
 Determinism and exact resume: every global micro-batch ``k`` is a pure function of ``(seed, k)`` — which dataset
 and which samples (:class:`~marigold_toolkit.data.MixedMicroBatches`), their augmentations, the timesteps and the
@@ -12,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import time
 from pathlib import Path
@@ -20,17 +20,25 @@ from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
+from safetensors.torch import load_file
+from tqdm.auto import tqdm
 
-from ..models.checkpoint import MarigoldSpec, resolve_checkpoint_path
-from ..models.loading import compute_empty_text_embedding
-from ..tasks import codec_for_spec
-from .checkpoint import clean_temporaries, find_latest, load_trainer_state, mark_latest, prune, save_checkpoint
+from ..checkpoints.loading import MarigoldComponents, compute_empty_text_embedding
+from ..checkpoints.model_index import MarigoldSpec
+from ..checkpoints.resolve import resolve_checkpoint_path
+from ..core.atomic import clean_stale_temporaries
+from ..core.metrics import EmptyMaskError
+from ..data import MicroBatchDataset, MixedMicroBatches, get_train_dataset
+from ..pipeline.predictor import Predictor
+from ..tasks import TaskError, get_task
+from .checkpoint import find_latest, load_trainer_state, mark_latest, prune, save_checkpoint
 from .config import ConfigError, to_container
 from .loss import latent_valid_mask, masked_latent_mse
 from .noise import annealed_strength, multi_res_noise
 from .schedule import make_lr_scheduler, make_training_scheduler
 from .surgery import prepare_unet_for_task
-from .targets import encode_targets, normalize_depth
+from .targets import encode_targets
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +75,6 @@ class Trainer:
 
         # data first: a missing dataset root is an error before any model is loaded
         self.train_sets, self.val_sets = self._build_datasets()
-        from ..data import MixedMicroBatches
-
         self.sampler = MixedMicroBatches(self.train_sets, [float(d.prob) for d in cfg.data.train],
                                          o.micro_batch_size, cfg.seed, o.max_iter * self.accum_total)
 
@@ -83,7 +89,7 @@ class Trainer:
         self.train_scheduler = make_training_scheduler(self.base_path, v1_1=cfg.diffusion.version == "v1.1")
         self.inference_scheduler = DDIMScheduler.from_config(self.train_scheduler.config)
         self.spec = self._spec()
-        self.codec = codec_for_spec(self.spec)
+        self.task = self.spec.task
 
         self.optimizer = torch.optim.Adam(unet.parameters(), lr=o.lr, betas=tuple(o.betas),
                                           weight_decay=o.weight_decay)
@@ -100,8 +106,6 @@ class Trainer:
 
     # -- construction ---------------------------------------------------------------------------------------
     def _build_datasets(self):
-        from ..data import get_train_dataset
-
         def make(dcfg, augment):
             try:
                 return get_train_dataset(dcfg.name, dcfg.root, split=dcfg.split, augment=augment,
@@ -118,21 +122,21 @@ class Trainer:
         return train, val
 
     def _spec(self) -> MarigoldSpec:
-        p = self.cfg.pipeline
-        props = to_container(p)["target_properties"] if p.target_properties is not None else {}
-        if self.cfg.task == "intrinsics" and not props:
-            props = {"target_names": list(self.cfg.targets)}
+        """What the saved checkpoints describe: the task (from the config's task, targets and pipeline section),
+        the defaults and the inference scheduler."""
+        pipeline = to_container(self.cfg.pipeline)
+        try:
+            task = get_task(self.cfg.task).from_config(list(self.cfg.targets), pipeline)
+        except TaskError as exc:
+            raise ConfigError(str(exc)) from None
         return MarigoldSpec(
-            path=self.base_path, source=str(self.cfg.model.base), task=self.cfg.task,
-            target_names=list(self.cfg.targets), target_properties=props, prediction_type=self.cfg.task,
-            scale_invariant=p.scale_invariant, shift_invariant=p.shift_invariant, use_full_z_range=p.use_full_z_range,
-            default_denoising_steps=p.default_denoising_steps,
-            default_processing_resolution=p.default_processing_resolution, scheduler_class="DDIMScheduler",
+            path=self.base_path, source=str(self.cfg.model.base), task=task,
+            default_denoising_steps=pipeline["default_denoising_steps"],
+            default_processing_resolution=pipeline["default_processing_resolution"],
+            scheduler_class=type(self.inference_scheduler).__name__,
         )
 
     def _resume(self, unet, folder: Path) -> None:
-        from safetensors.torch import load_file
-
         state = load_trainer_state(folder)
         weights = load_file(folder / "unet" / "diffusion_pytorch_model.safetensors")
         unet.load_state_dict(weights)
@@ -152,13 +156,10 @@ class Trainer:
         rgb_latent = self.vae.encode(rgb).latent_dist.mode() * self.vae.config.scaling_factor
         mask = batch.get("valid_mask")
         mask = mask.to(dev) if torch.is_tensor(mask) else None
-        if self.cfg.task == "depth":
-            targets = {"depth": normalize_depth(batch["depth"].to(dev), mask)}
-        else:
-            targets = {name: batch[name].to(dev) for name in self.cfg.targets}
-        target_latent = encode_targets(self.vae, self.codec, targets)
+        targets = self.task.training_targets(batch, mask, dev)
+        target_latent = encode_targets(self.vae, self.task, targets)
         latent_mask = None
-        if self.cfg.use_mask and mask is not None and self.cfg.task != "normals":
+        if self.cfg.use_mask and mask is not None and self.task.mask_latent_loss:
             latent_mask = latent_valid_mask(mask[:, :1] if mask.dim() == 4 else mask[:, None])
         return rgb_latent, target_latent, latent_mask
 
@@ -186,8 +187,6 @@ class Trainer:
 
     def _e2e_loss(self, batch: dict[str, Any]) -> torch.Tensor:
         """One-step end-to-end fine-tuning (E2E-FT): fixed timestep, zero noise, task loss in pixel space."""
-        from .e2e import task_loss
-
         rgb_latent, target_latent, _ = self._encode(batch)
         B, dev = rgb_latent.shape[0], rgb_latent.device
         t = torch.full((B,), int(self.cfg.diffusion.e2e_timestep), device=dev, dtype=torch.long)
@@ -199,8 +198,8 @@ class Trainer:
         x0 = a.sqrt() * x_t - (1 - a).sqrt() * v
         n = len(self.cfg.targets)
         latents = x0.reshape(B * n, 4, *x0.shape[2:]) / self.vae.config.scaling_factor
-        decoded = self.codec.decode(self.vae.decode(latents).sample).reshape(B, n, -1, *batch["rgb"].shape[2:])
-        return task_loss(self.cfg.task, decoded, batch, self.cfg.targets, dev)
+        decoded = self.task.decode(self.vae.decode(latents).sample).reshape(B, n, -1, *batch["rgb"].shape[2:])
+        return self.task.e2e_loss(decoded, batch, dev)
 
     def micro_batch_loss(self, batch: dict[str, Any]) -> torch.Tensor:
         return self._e2e_loss(batch) if self.cfg.diffusion.mode == "e2e" else self._diffusion_loss(batch)
@@ -209,8 +208,6 @@ class Trainer:
     def _loader(self):
         k0 = self.start_step * self.accum_total
         ks = list(range(k0 + self.rank, self.cfg.optim.max_iter * self.accum_total, self.world))
-        from ..data import MicroBatchDataset
-
         ds = MicroBatchDataset(self.train_sets, self.sampler)
         nw = int(self.cfg.data.num_workers)
         return torch.utils.data.DataLoader(ds, batch_size=None, sampler=ks, num_workers=nw,
@@ -249,8 +246,8 @@ class Trainer:
                      "effective_batch_size": int(self.cfg.optim.effective_batch_size),
                      "world_size": int(self.world),
                      "seed": int(self.cfg.seed)}
-            save_checkpoint(folder, self.acc.unwrap_model(self.unet), self.base_path, self.cfg.task,
-                            to_container(self.cfg.pipeline), self.inference_scheduler, state)
+            save_checkpoint(folder, self.acc.unwrap_model(self.unet), self.base_path, self.spec,
+                            self.inference_scheduler, state)
             mark_latest(self.ckpt_dir, folder)
             bp = self.cfg.checkpoint.backup_period
             keep = {folder.name} | {p.name for p in self.ckpt_dir.glob("step-*")
@@ -261,12 +258,10 @@ class Trainer:
 
     def train(self) -> dict[str, Any]:
         """Run until ``optim.max_iter`` optimizer steps; returns a summary."""
-        from tqdm.auto import tqdm
-
         cfg = self.cfg
         if self.acc.is_main_process:
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-            clean_temporaries(self.ckpt_dir)
+            clean_stale_temporaries(self.ckpt_dir)
             (self.out / "config.yaml").write_text(_yaml(cfg))
         max_iter = cfg.optim.max_iter
         step = self.start_step
@@ -313,12 +308,7 @@ class Trainer:
     # -- validation -----------------------------------------------------------------------------------------
     @torch.no_grad()
     def validate(self, step: int) -> dict[str, float]:
-        """Predict the validation sets with the inference core and score them with the evaluation metrics."""
-        from ..evaluation.metrics import EmptyMaskError
-        from ..evaluation.scoring import score_depth, score_intrinsics, score_normals
-        from ..models.loading import MarigoldComponents
-        from ..pipeline.predictor import Predictor
-
+        """Predict the validation sets with the inference core and score them with the task's metrics."""
         if not self.acc.is_main_process:
             self.acc.wait_for_everyone()
             return {}
@@ -337,28 +327,12 @@ class Trainer:
                 rgb = ((sample["rgb"].permute(1, 2, 0).numpy() + 1) / 2).clip(0, 1)
                 out = predictor.predict(rgb, num_inference_steps=v.num_inference_steps, ensemble_size=v.ensemble_size,
                                         processing_resolution=v.processing_resolution, seed=v.seed + i)
-                mask = sample.get("valid_mask")
-                mask = mask[0].numpy().astype(bool) if torch.is_tensor(mask) else None
                 try:
-                    if self.cfg.task == "depth":
-                        gt = sample["depth"][0].numpy()
-                        m = mask if mask is not None else gt > 0
-                        lo = float(gt[m].min()) if m.any() else 1e-6
-                        metrics, _ = score_depth(out.prediction, gt, m, "least_squares", max(lo, 1e-6),
-                                                 float(gt[m].max()) if m.any() else math.inf)
-                        scores.append(metrics["abs_rel"])
-                    elif self.cfg.task == "normals":
-                        scores.append(score_normals(out.prediction, sample["normals"].permute(1, 2, 0).numpy(),
-                                                    mask)["mean_angular_error"])
-                    else:
-                        gts = {t: sample[t].permute(1, 2, 0).numpy() for t in self.cfg.targets}
-                        m = score_intrinsics(out.targets, gts, mask)
-                        scores.append(float(np.mean([val for key, val in m.items() if key.endswith("/psnr")])))
+                    scores.append(self.task.validation_score(out.targets, sample))
                 except EmptyMaskError:
                     continue
-            name = {"depth": "abs_rel", "normals": "mean_angular_error", "intrinsics": "psnr"}[self.cfg.task]
             if scores:
-                results[f"val/{dcfg.name}/{name}"] = float(np.mean(scores))
+                results[f"val/{dcfg.name}/{self.task.validation_metric}"] = float(np.mean(scores))
         unet.train()
         self._log(step, results)
         self.acc.wait_for_everyone()
@@ -366,6 +340,4 @@ class Trainer:
 
 
 def _yaml(cfg) -> str:
-    from omegaconf import OmegaConf
-
     return OmegaConf.to_yaml(cfg)

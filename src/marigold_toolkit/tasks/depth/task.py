@@ -1,0 +1,310 @@
+"""Depth: affine-invariant depth in [0, 1] (0 = near, 1 = far), one VAE latent repeated over RGB.
+
+Checkpoints: ``MarigoldDepthPipeline`` (and the legacy ``MarigoldPipeline``), ``prediction_type`` ``depth`` or
+``disparity``, ``model_index.json`` fields ``scale_invariant`` / ``shift_invariant``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ...core.arrays import ArrayLike
+from ...core.arrays import quantile as quantiles
+from ...core.augment import draw_flip
+from ...core.checks import check_shape, shape_matches
+from ...core.image import hflip, resize_prediction, resize_raster, rgb_uint8_to_tensor, to_chw
+from ...io.dataset_files import DataSource, read_exr_rgb, read_npy, read_png_depth
+from ...visualize import apply_colormap
+from ..base import ErrorMap, Task, TaskError, _batch_mask, _sample_mask, as_target_dict
+from ..registry import register_task
+from .alignment import align_depth
+from .ensemble import ensemble_depth
+from .metrics import DEPTH_METRIC_KEYS, depth_metrics
+
+
+# -- visualisation ----------------------------------------------------------------------------------------------
+def colorize_depth(depth: np.ndarray, cmap: str = "Spectral", vmin: float = 0.0, vmax: float = 1.0) -> np.ndarray:
+    """``[H, W]`` depth -> uint8 RGB ``[H, W, 3]`` with matplotlib's ``cmap`` (Spectral: near red, far blue)."""
+    depth = np.asarray(depth, dtype=np.float32)
+    check_shape(depth, "H W", "depth")
+    if vmax <= vmin:
+        raise ValueError(f"invalid range [{vmin}, {vmax}]")
+    return apply_colormap((depth - vmin) / (vmax - vmin), cmap)
+
+
+def depth_to_uint16(depth: np.ndarray) -> np.ndarray:
+    """``[H, W]`` depth in [0, 1] -> uint16 (x 65535), as the authors' 16-bit PNG export.
+
+    >>> depth_to_uint16(np.array([[0.0, 0.5, 1.0]])).tolist()
+    [[0, 32767, 65535]]
+    """
+    depth = np.asarray(depth, dtype=np.float32)
+    check_shape(depth, "H W", "depth")
+    return (np.clip(depth, 0.0, 1.0) * 65535).astype(np.uint16)
+
+
+# -- ground truth -----------------------------------------------------------------------------------------------
+def depth_range_mask(depth: ArrayLike, min_depth: float, max_depth: float) -> ArrayLike:
+    """``(depth > min_depth) & (depth < max_depth)``, both strict; NaN is invalid (numpy or torch).
+
+    >>> depth_range_mask(np.array([0.0, 1.0, np.nan, 5.0]), 0.0, 5.0).tolist()
+    [False, True, False, False]
+    """
+    return (depth > min_depth) & (depth < max_depth)
+
+
+def normalize_depth(
+    depth: torch.Tensor,
+    valid_mask: torch.Tensor | None = None,
+    quantile: float = 0.02,
+    clip: bool = True,
+    invalid_value: float | None = None,
+) -> torch.Tensor:
+    """Per-image scale/shift normalisation of linear depth to [-1, 1] (the authors' ``ScaleShiftDepthNormalizer``).
+
+    For each image, over its valid pixels (``valid_mask & isfinite(depth) & (depth > 0)``, as the authors'
+    ``mask & (depth > 0)`` plus a finiteness guard): ``lo, hi`` = the ``q`` and ``1 - q`` quantiles and
+    ``d' = (d - lo) / (hi - lo) * 2 - 1``, clipped to [-1, 1] when ``clip``. Near = -1, far = +1 (depth, not
+    disparity).
+
+    Invalid pixels: with ``invalid_value=None`` (default, the authors' behaviour) they go through the same
+    affine map and clipping as valid ones, so the usual invalid depth 0 becomes -1 and a too-far/inf depth +1;
+    NaN depth becomes -1. Their latent cells are excluded by
+    :func:`~marigold_toolkit.training.loss.latent_valid_mask` anyway, but the values still enter the VAE. With a
+    number, invalid pixels are set to that value instead.
+
+    Degenerate images (no valid pixel, one valid pixel, or ``hi == lo``, e.g. constant depth) have no relative
+    depth: all their pixels become 0 (then ``invalid_value`` applies to invalid ones). No NaN or inf is
+    produced.
+
+    Args:
+        depth: ``[B, 1, H, W]`` linear depth (metres or any unit).
+        valid_mask: ``[B, 1, H, W]`` (bool, or nonzero = valid); ``None`` = all pixels with finite depth > 0.
+        quantile: lower quantile ``q`` (upper is ``1 - q``); 0 gives min/max.
+        clip: clip to [-1, 1] (``True`` in every Marigold config).
+        invalid_value: ``None`` (authors' behaviour, see above) or the value given to invalid pixels.
+
+    Returns:
+        ``[B, 1, H, W]`` float32 (float64 for float64 input).
+    """
+    check_shape(depth, "B 1 H W", "depth")
+    if not 0.0 <= quantile < 0.5:
+        raise ValueError(f"quantile must be in [0, 0.5), got {quantile}")
+    d = depth if depth.dtype == torch.float64 else depth.to(torch.float32)
+    valid = torch.isfinite(d) & (d > 0)
+    if valid_mask is not None:
+        if valid_mask.shape != depth.shape:
+            raise ValueError(f"valid_mask {tuple(valid_mask.shape)} must match depth {tuple(depth.shape)}")
+        valid &= valid_mask.to(d.device) != 0
+    q = torch.tensor([quantile, 1.0 - quantile], dtype=d.dtype, device=d.device)
+    out = torch.zeros_like(d)
+    for i in range(d.shape[0]):
+        vals = d[i][valid[i]]
+        if vals.numel() < 2:
+            continue  # degenerate: stays 0
+        lo, hi = quantiles(vals, q)
+        scale = hi - lo
+        ok = scale > 0
+        mapped = (d[i] - lo) / torch.where(ok, scale, torch.ones_like(scale)) * 2.0 - 1.0
+        out[i] = torch.where(ok, mapped, torch.zeros_like(mapped))
+    if clip:
+        out = out.clamp(-1.0, 1.0)
+    out = torch.nan_to_num(out, nan=-1.0, posinf=1.0, neginf=-1.0)
+    if invalid_value is not None:
+        out = torch.where(valid, out, torch.full_like(out, float(invalid_value)))
+    return out
+
+
+def read_depth_file(source: DataSource, rel_path: str) -> np.ndarray:
+    """Depth of the folder training layout -> float32 ``[H, W]`` metres: ``.npy`` in metres (``[H, W]``, or with
+    a singleton channel), ``.png`` 16-bit grey in millimetres, ``.exr`` in metres (first channel)."""
+    if rel_path.endswith(".npy"):
+        depth = np.asarray(read_npy(source, rel_path))
+        if depth.ndim == 3 and 1 in (depth.shape[0], depth.shape[2]):
+            depth = np.squeeze(depth)
+        if not np.issubdtype(depth.dtype, np.number):
+            raise ValueError(f"depth has dtype {depth.dtype}")
+        return depth.astype(np.float32)
+    if rel_path.endswith(".png"):
+        with source.open(rel_path) as f, Image.open(f) as img:
+            mode = img.mode
+        if mode not in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+            raise ValueError(f"depth PNG must be 16-bit grey (millimetres), got PIL mode {mode}")
+        return read_png_depth(source, rel_path, 1000.0)
+    return np.asarray(read_exr_rgb(source, rel_path))[..., 0].astype(np.float32)
+
+
+# -- end-to-end loss ----------------------------------------------------------------------------------------------
+def affine_invariant_l1(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """L1 after a per-image least-squares scale and shift of ``pred`` to ``gt`` over ``mask`` (``[B, H, W]``).
+
+    The fit is solved in closed form without gradient, as in E2E-FT's scale-and-shift-invariant loss.
+    """
+    losses = []
+    for p, g, m in zip(pred, gt, mask):
+        pv, gv = p[m], g[m]
+        if pv.numel() < 2:
+            continue
+        with torch.no_grad():
+            a = torch.stack([pv, torch.ones_like(pv)], dim=1).double()
+            sol = torch.linalg.lstsq(a, gv.double()[:, None]).solution[:, 0].to(pv)
+        losses.append((pv * sol[0] + sol[1] - gv).abs().mean())
+    return torch.stack(losses).mean() if losses else pred.sum() * 0
+
+
+@register_task
+class DepthTask(Task):
+    """Affine-invariant depth (or, with ``scale_invariant=False``, metric depth merged without alignment)."""
+
+    name = "depth"
+    pipeline_classes = ("MarigoldDepthPipeline", "MarigoldPipeline")
+    prediction_types = ("depth", "disparity")
+    index_fields = ("scale_invariant", "shift_invariant")
+    channels = 1
+    reductions = ("median", "mean")
+    metric_keys = DEPTH_METRIC_KEYS
+    report_keys = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "delta1", "delta2", "delta3")
+    validation_metric = "abs_rel"
+    target_file_extensions = (".npy", ".png", ".exr")
+    training_option_names = ("min_depth", "max_depth")
+    image_suffixes = (".png", "_colored.png")
+
+    def __init__(self, target_names: Sequence[str] | None = None, scale_invariant: bool = True,
+                 shift_invariant: bool = True):
+        super().__init__(target_names)
+        self.scale_invariant = bool(scale_invariant)
+        self.shift_invariant = bool(shift_invariant)
+
+    # -- checkpoint
+    @classmethod
+    def from_model_index(cls, index: Mapping[str, Any], where: str = "model_index.json") -> DepthTask:
+        return cls(scale_invariant=bool(index.get("scale_invariant", True)),
+                   shift_invariant=bool(index.get("shift_invariant", True)))
+
+    def model_index_fields(self) -> dict[str, Any]:
+        return {"scale_invariant": self.scale_invariant, "shift_invariant": self.shift_invariant}
+
+    @classmethod
+    def from_config(cls, targets: Sequence[str], pipeline: Mapping[str, Any]) -> DepthTask:
+        cls.check_targets(targets)
+        return cls(targets, pipeline.get("scale_invariant", True), pipeline.get("shift_invariant", True))
+
+    # -- codec
+    def decode(self, image: torch.Tensor) -> torch.Tensor:
+        """Mean over the 3 decoded channels, clipped to [-1, 1], mapped to [0, 1]: ``[B,3,H,W] -> [B,1,H,W]``."""
+        depth = image.mean(dim=1, keepdim=True).clip(-1.0, 1.0)
+        return (depth + 1.0) / 2.0
+
+    def encode(self, target: torch.Tensor) -> torch.Tensor:
+        """Normalised depth ``[B, 1, H, W]`` in [-1, 1] -> 3-channel VAE input."""
+        check_shape(target, "B 1 H W", "depth target")
+        return target.clip(-1.0, 1.0).repeat(1, 3, 1, 1)
+
+    # -- ensembling
+    def ensemble(self, members: torch.Tensor, output_uncertainty: bool, **kwargs: Any):
+        """Affine alignment (BFGS) and median of the members (:func:`~.ensemble.ensemble_depth`); ``kwargs``:
+        ``reduction``, ``regularizer_strength``, ``max_iter``, ``tol``, ``max_res``."""
+        self.check_reduction(kwargs.get("reduction", "median"))
+        return ensemble_depth(members[:, 0], self.scale_invariant, self.shift_invariant, output_uncertainty,
+                              **kwargs)
+
+    # -- training
+    def training_targets(self, batch, valid_mask, device):
+        """Depth normalised per image to [-1, 1] by its 2 %/98 % quantiles (:func:`normalize_depth`)."""
+        return {"depth": normalize_depth(batch["depth"].to(device), valid_mask)}
+
+    def e2e_loss(self, decoded: torch.Tensor, batch: Mapping[str, Any], device: torch.device) -> torch.Tensor:
+        """Affine-invariant L1 (:func:`affine_invariant_l1`) over the valid pixels with positive depth."""
+        gt = batch["depth"].to(device)[:, 0]
+        mask = _batch_mask(batch, device)
+        valid = (gt > 0) if mask is None else (mask & (gt > 0))
+        return affine_invariant_l1(decoded[:, 0, 0], gt, valid)
+
+    def validation_score(self, targets: Mapping[str, np.ndarray], sample: Mapping[str, Any]) -> float:
+        """AbsRel after least-squares alignment, clipped to the sample's own depth range."""
+        gt = sample["depth"][0].numpy()
+        mask = _sample_mask(sample)
+        m = mask if mask is not None else gt > 0
+        lo = float(gt[m].min()) if m.any() else 1e-6
+        hi = float(gt[m].max()) if m.any() else math.inf
+        metrics, _ = self.score(targets, gt, m, alignment="least_squares", min_depth=max(lo, 1e-6), max_depth=hi)
+        return metrics["abs_rel"]
+
+    def read_target_file(self, source: DataSource, rel_path: str, target: str) -> np.ndarray:
+        return read_depth_file(source, rel_path)
+
+    def training_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        opts = super().training_options(options)
+        lo, hi = float(opts.get("min_depth", 0.0)), float(opts.get("max_depth", math.inf))
+        if not hi > lo:
+            raise TaskError(f"max_depth {hi} must be larger than min_depth {lo}")
+        return {"min_depth": lo, "max_depth": hi}
+
+    def training_sample(self, rgb: np.ndarray, targets: Mapping[str, np.ndarray], mask: torch.Tensor | None,
+                        rng: np.random.Generator, augment: bool, resize: tuple[int, int] | None,
+                        min_depth: float = 0.0, max_depth: float = math.inf) -> dict[str, Any]:
+        """Depth in metres (invalid pixels keep their stored value); horizontal flip; image and depth resized
+        with nearest-exact (as the authors); ``valid_mask`` = ``mask`` and ``min_depth < d < max_depth``."""
+        sample: dict[str, Any] = {"rgb": rgb_uint8_to_tensor(rgb), "depth": to_chw(targets["depth"])}
+        if mask is not None:
+            sample["valid_mask"] = mask
+        if augment and draw_flip(rng):
+            sample = hflip(sample)
+        sample["rgb"] = resize_raster(sample["rgb"], resize, "nearest-exact")
+        sample["depth"] = resize_raster(sample["depth"], resize, "nearest-exact")
+        valid = depth_range_mask(sample["depth"], min_depth, max_depth)
+        if mask is not None:
+            valid = resize_raster(sample["valid_mask"], resize, "nearest-exact") & valid
+        sample["valid_mask"] = valid
+        return sample
+
+    # -- scoring
+    def score(self, preds: Mapping[str, np.ndarray], gt: Any, mask: np.ndarray | None = None,
+              alignment: str | None = "least_squares", min_depth: float | None = None,
+              max_depth: float | None = None, max_res: int | None = None) -> tuple[dict[str, float], np.ndarray]:
+        """The authors' order: resize the prediction to the ground truth (bilinear, antialiased) -> align
+        (``alignment``; fit at most at ``max_res``) -> clip to ``[min_depth, max_depth]`` (default
+        ``[1e-6, inf]``) -> metrics over ``mask``. Without a mask the valid pixels are the finite ground truth in
+        ``(min_depth or 0, max_depth or inf)``. ``aux`` is the aligned prediction."""
+        g = np.asarray(as_target_dict(gt, self.target_names)["depth"], dtype=np.float32)
+        if mask is None:
+            mask = np.isfinite(g) & depth_range_mask(np.nan_to_num(g, nan=0.0), min_depth or 0.0,
+                                                     math.inf if max_depth is None else max_depth)
+        g = np.nan_to_num(g, nan=0.0)
+        lo = 1e-6 if min_depth is None else min_depth
+        hi = math.inf if max_depth is None else max_depth
+        pred = resize_prediction(preds["depth"], g.shape[:2])
+        if pred.ndim == 3:
+            pred = pred.mean(axis=2)
+        aligned = np.asarray(align_depth(pred, g, mask, alignment, lo, hi, max_res=max_res), dtype=np.float32)
+        return depth_metrics(aligned, g, mask), aligned
+
+    def error_map(self, gt: Any, mask: np.ndarray, preds: Mapping[str, np.ndarray], aux: Any) -> ErrorMap:
+        g = as_target_dict(gt, self.target_names)["depth"]
+        err = np.where(mask, np.abs(aux - g) / np.maximum(g, 1e-6), np.nan)
+        return ErrorMap(err, "absolute relative error", aux, "prediction (aligned)")
+
+    # -- folder evaluation
+    def check_folder_pair(self, target: str, gt: np.ndarray, pred: np.ndarray) -> None:
+        if not shape_matches(gt, "H W"):
+            raise ValueError(f"ground truth must be HxW, got {gt.shape}")
+
+    def folder_protocol(self, targets: Sequence[str], options: Mapping[str, Any]) -> dict[str, Any]:
+        lo, hi = options.get("min_depth"), options.get("max_depth")
+        if lo is not None and hi is not None and hi <= lo:
+            raise ValueError(f"--max-depth {hi} must be larger than --min-depth {lo}")
+        return {"alignment": options.get("alignment") or "least_squares", "min_depth": lo, "max_depth": hi}
+
+    # -- files
+    def target_images(self, target: str, array: np.ndarray) -> dict[str, np.ndarray]:
+        """``<stem>_depth.png`` (16-bit, x 65535) and ``<stem>_depth_colored.png`` (Spectral)."""
+        return {".png": depth_to_uint16(array), "_colored.png": colorize_depth(array)}
+
+    def visualize(self, target: str, array: np.ndarray) -> np.ndarray:
+        return colorize_depth(array)

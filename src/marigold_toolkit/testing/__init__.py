@@ -1,0 +1,14 @@
+"""Test fixtures shipped with the package (as diffusers' ``testing_utils``): random checkpoints in every public
+Marigold layout, or for any task, tiny for tests and full-size for benchmarks."""
+
+from .random_checkpoints import (
+    LAYOUTS,
+    architecture_config,
+    build_random_checkpoint,
+    build_random_sd2_base,
+    build_random_task_checkpoint,
+    n_targets_of,
+)
+
+__all__ = ["LAYOUTS", "architecture_config", "build_random_checkpoint", "build_random_sd2_base",
+           "build_random_task_checkpoint", "n_targets_of"]
