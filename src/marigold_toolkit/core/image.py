@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checks import check_shape
+from .checks import check_shape, shape_matches
 
 RESAMPLE_METHODS = ("nearest", "nearest-exact", "bilinear", "bicubic", "area")
 
@@ -89,7 +89,7 @@ def to_tensor(image: np.ndarray | torch.Tensor) -> torch.Tensor:
         arr = image
         if arr.ndim == 2:
             arr = arr[..., None]
-        if arr.ndim != 3 or arr.shape[2] not in (1, 3):
+        if not shape_matches(arr, "H W 1|3"):
             raise ValueError(f"expected an HxW, HxWx1 or HxWx3 image, got shape {image.shape}")
         if np.issubdtype(arr.dtype, np.unsignedinteger):
             scale = float(np.iinfo(arr.dtype).max)
@@ -108,7 +108,7 @@ def to_tensor(image: np.ndarray | torch.Tensor) -> torch.Tensor:
         t = image
         if t.dim() == 3:
             t = t[None]
-        if t.dim() != 4 or t.shape[0] != 1:
+        if not shape_matches(t, "1 C H W"):
             raise ValueError(f"expected a [3,H,W] or [1,3,H,W] tensor, got {tuple(image.shape)}")
         if t.dtype == torch.uint8:
             t = t.float() / 255

@@ -8,9 +8,8 @@ then fine-tunes with the Marigold protocol, as it would Stable Diffusion 2. Two 
 
 1. **VAE** (``AutoencoderKL``): reconstruction L1 + ``kl_weight`` * KL, horizontal flips, random crops.
    Optionally also on dense maps (``data.vae_maps``): Stable Diffusion's VAE, trained on billions of images,
-   encodes depth and normal maps it never saw almost losslessly; a small VAE trained for minutes does not
-   (on the demo renders: ~45 degrees of normals error after one round trip), so the demo recipe shows it the
-   maps too. Afterwards the latent ``scaling_factor`` is set to ``1 / std`` of the image latents (as Stable
+   encodes depth and normal maps it never saw almost losslessly; a small VAE trained briefly does not (see
+   docs/demo-models.md), so the demo recipe shows it the maps too. Afterwards the latent ``scaling_factor`` is set to ``1 / std`` of the image latents (as Stable
    Diffusion did).
 2. **UNet** (``UNet2DConditionModel``, 4 latent channels): the SD2 objective — v-prediction DDPM on the scaled
    latents, uniform timesteps, conditioned on the empty-prompt embedding of a (random, frozen) CLIP text
