@@ -23,7 +23,7 @@ PACKAGE = "marigold_toolkit"
 #: third-party packages that may be imported inside functions: optional extras, or heavy ones whose import
 #: would slow down every command (``marigold --help``) although only some commands need them
 LAZY_OK = ("diffusers", "transformers", "accelerate", "huggingface_hub", "scipy", "matplotlib", "onnx",
-           "onnxruntime", "mitsuba", "OpenEXR", "cv2", "lpips", "tensorboardX", "torch._dynamo",
+           "onnxruntime", "mitsuba", "OpenEXR", "cv2", "lpips", "tensorboardX", "trimesh", "torch._dynamo",
            "torch.utils.tensorboard", "torch.utils.flop_counter")
 
 TASK_BRANCH = re.compile(r'(==|!=) *"(depth|normals|intrinsics)"|"(depth|normals|intrinsics)" *(==|!=)'

@@ -114,6 +114,22 @@ def test_half_precision_matches_diffusers(depth_ckpt, dtype):
     assert np.isfinite(ours).all() and 0.0 <= ours.min() and ours.max() <= 1.0
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_resizes_real_photos_down_on_the_cpu(depth_ckpt, dtype):
+    """A photo larger than the processing resolution works in half precision on the CPU: the antialiased resize
+    runs in float32 (cast back to the model dtype), ensembling and the resize back in float32."""
+    p16 = Predictor.from_pretrained(depth_ckpt, dtype=dtype, device="cpu")
+    p32 = Predictor.from_pretrained(depth_ckpt, dtype="float32", device="cpu")
+    img = (np.random.default_rng(3).random((90, 120, 3)) * 255).astype(np.uint8)
+    x16, pad16, size16, proc16 = p16.prepare_image(img, 48)
+    x32, pad32, size32, proc32 = p32.prepare_image(img, 48)
+    assert x16.dtype == parse_dtype(dtype) and (pad16, size16, proc16) == (pad32, size32, proc32) == ((4, 0), (90, 120), (36, 48))
+    torch.testing.assert_close(x16.float(), x32, atol=2e-2, rtol=0)  # the same image, rounded to half precision
+    out = p16.predict(img, num_inference_steps=1, ensemble_size=2, processing_resolution=48, seed=0)
+    assert out.prediction.shape == (90, 120) and out.prediction.dtype == np.float32
+    assert np.isfinite(out.prediction).all() and np.isfinite(out.uncertainty["depth"]).all()
+
+
 def test_fp16_variant_files_are_used(depth_ckpt):
     p = Predictor.from_pretrained(depth_ckpt, variant="fp16", dtype="float32")
     from safetensors.torch import load_file

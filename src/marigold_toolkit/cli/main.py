@@ -10,7 +10,7 @@ from .. import __version__
 from ..checkpoints.registry import list_models
 from ..evaluation.datasets import BENCHMARKS
 from ..synth import cli as synth_cli
-from . import evaluate, export, predict, pretrain, train
+from . import complete, evaluate, export, predict, pretrain, train
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     predict.add_parser(sub)
+    complete.add_parser(sub)
     evaluate.add_parser(sub)
     train.add_parser(sub)
     pretrain.add_parser(sub)

@@ -18,7 +18,10 @@ from ..core.atomic import clean_stale_temporaries
 from ..io.files import save_preview
 from ..io.images import ImageReadError, find_images, load_image
 from ..pipeline.predictor import Predictor
-from ..tasks import task_names
+from ..tasks import ImageContext, task_names
+from ..tasks.depth.export import EXPORT_FORMATS
+from ..tasks.depth.geometry import MAX_DEPTH_JUMP
+from ..tasks.depth.metric import FIT_METHODS, FIT_SPACES
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +66,28 @@ def predictor_layout_kwargs(args: argparse.Namespace) -> dict:
                 channels_last=args.channels_last)
 
 
+def add_export_arguments(p: argparse.ArgumentParser, metric: bool = True) -> None:
+    """The 3D-export flags (and, with ``metric``, the sparse-depth metric fit) of ``predict`` and ``complete``."""
+    g = p.add_argument_group("3D export" + (" and metric depth" if metric else "") + " (depth models)")
+    g.add_argument("--export", metavar="FORMATS",
+                   help=f"comma-separated {','.join(EXPORT_FORMATS)}: <stem>_points.ply (point cloud), <stem>_mesh.glb "
+                        "(mesh), <stem>_depth.exr (float32 depth)")
+    g.add_argument("--intrinsics", type=Path, metavar="CAM.json",
+                   help="camera intrinsics fx, fy, cx, cy in pixels (a marigold synth camera JSON works as it is)")
+    g.add_argument("--fov-x", type=float, metavar="DEG",
+                   help="horizontal field of view instead of --intrinsics (default: EXIF focal length, else 65)")
+    g.add_argument("--mesh-max-jump", type=float, default=MAX_DEPTH_JUMP, metavar="FRACTION",
+                   help="GLB: drop triangles whose depths differ by more than this fraction (default: %(default)s)")
+    if metric:
+        g.add_argument("--sparse-depth", type=Path, metavar="FILE|DIR",
+                       help="sparse metric depth: .npy HxW metres (0 = missing), 16-bit PNG in mm, or CSV u,v,depth; "
+                            "a folder pairs files by stem; writes <stem>_depth_metric.npy/.json, makes exports metric")
+        g.add_argument("--fit-space", choices=FIT_SPACES, default="depth",
+                       help="fit the scale and shift in depth or disparity space (default: %(default)s)")
+        g.add_argument("--fit-method", choices=FIT_METHODS, default="irls",
+                       help="robust fit: irls (Huber) or ransac (default: %(default)s)")
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("predict", help="predict depth / normals / intrinsics for images and folders",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -76,6 +101,7 @@ def add_parser(sub) -> None:
                    help="fast tier: torch.compile, or ONNX Runtime on an export (--onnx-dir); default eager")
     p.add_argument("--compile", action="store_true", help="same as --backend compile")
     p.add_argument("--onnx-dir", type=Path, help="folder written by 'marigold export-onnx' (for --backend onnx)")
+    add_export_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -103,6 +129,25 @@ def assign_stems(paths: list[Path]) -> list[str]:
     return stems
 
 
+def _extra_options(args: argparse.Namespace) -> tuple[dict, str | None]:
+    """The options of the tasks' extra outputs (3D export, metric depth) from the flags, or a usage problem."""
+    formats = tuple(f.strip().lower() for f in (args.export or "").split(",") if f.strip())
+    unknown = [f for f in formats if f not in EXPORT_FORMATS]
+    if unknown:
+        return {}, f"--export: unknown format(s) {', '.join(unknown)}; use {','.join(EXPORT_FORMATS)}"
+    for flag, path in (("--intrinsics", args.intrinsics), ("--sparse-depth", args.sparse_depth)):
+        if path is not None and not path.exists():
+            return {}, f"{flag} {path}: no such file or folder"
+    if args.intrinsics is not None and args.fov_x is not None:
+        return {}, "use either --intrinsics or --fov-x, not both"
+    if args.fov_x is not None and not 0 < args.fov_x < 180:
+        return {}, f"--fov-x {args.fov_x}: must lie strictly between 0 and 180 degrees"
+    if not args.mesh_max_jump > 0:
+        return {}, f"--mesh-max-jump {args.mesh_max_jump}: must be positive"
+    return {"export": formats, "intrinsics": args.intrinsics, "fov_x": args.fov_x, "sparse_depth": args.sparse_depth,
+            "fit_space": args.fit_space, "fit_method": args.fit_method, "mesh_max_jump": args.mesh_max_jump}, None
+
+
 def _fail(path, reason: str) -> None:
     print(f"error: {path}: {reason}", file=sys.stderr)
 
@@ -113,6 +158,11 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and value < minimum:
             print(f"error: {flag} must be >= {minimum}, got {value}", file=sys.stderr)
             return EXIT_USAGE
+
+    extras, problem = _extra_options(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
 
     images, input_errors = find_images(args.inputs)
     failed = 0
@@ -143,6 +193,13 @@ def run(args: argparse.Namespace) -> int:
               "so their output files would collide; run them with separate --output-dir", file=sys.stderr)
         return EXIT_USAGE
 
+    for option in ("export", "sparse_depth"):
+        if extras.get(option) and not any(option in p.task.extra_options for p in predictors):
+            flag = "--" + option.replace("_", "-")
+            print(f"error: {flag}: none of the models ({args.model}) writes it; it needs a depth model",
+                  file=sys.stderr)
+            return EXIT_USAGE
+
     if args.reduction:
         for predictor in predictors:
             try:
@@ -171,7 +228,8 @@ def run(args: argparse.Namespace) -> int:
     with_unc = args.ensemble > 1
     todo = []
     for path, stem in zip(images, stems):
-        names = [n for p in predictors for n in p.task.output_files(stem, with_unc)]
+        names = [n for p in predictors
+                 for n in p.task.output_files(stem, with_unc) + p.task.extra_files(stem, extras)]
         if args.preview:
             names.append(f"{stem}_preview.png")
         if not args.overwrite and all((out_dir / n).is_file() for n in names):
@@ -218,14 +276,19 @@ def run(args: argparse.Namespace) -> int:
         if per_model is not None:
             for i, (path, stem, arr) in enumerate(loaded):
                 try:
+                    context = ImageContext(arr, path, [outputs[i] for outputs in per_model])
                     for predictor, outputs in zip(predictors, per_model):
                         predictor.task.write_outputs(out_dir, stem, outputs[i])
+                        predictor.task.write_extras(out_dir, stem, outputs[i], extras, context)
                     if args.preview:
                         panels = [p.task.visualize(name, a) for p, outputs in zip(predictors, per_model)
                                   for name, a in outputs[i].targets.items()]
                         save_preview(out_dir / f"{stem}_preview.png", arr, panels)
                 except OSError as exc:
                     _fail(path, f"cannot write outputs ({exc.strerror or exc})")
+                    failed += 1
+                except ValueError as exc:  # bad sparse depth / intrinsics for this input, a missing package
+                    _fail(path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
                     failed += 1
         bar.update(len(loaded))
     bar.close()

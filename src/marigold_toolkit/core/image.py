@@ -28,11 +28,14 @@ def _check_image(image: torch.Tensor) -> None:
 
 
 def resize(image: torch.Tensor, size: tuple[int, int], mode: str = "bilinear", antialias: bool = False) -> torch.Tensor:
-    """Resize ``[N, C, H, W]`` to ``size = (h, w)``; antialias applies to bilinear/bicubic only."""
+    """Resize ``[N, C, H, W]`` to ``size = (h, w)``; antialias applies to bilinear/bicubic only. Half-precision
+    input is resized in float32 and cast back (PyTorch's CPU kernels have no half-precision antialiasing)."""
     _check_image(image)
     if mode not in RESAMPLE_METHODS:
         raise ValueError(f"unknown resampling {mode!r}; use one of {RESAMPLE_METHODS}")
-    return F.interpolate(image, tuple(size), mode=mode, antialias=antialias and mode in ("bilinear", "bicubic"))
+    x = image.float() if image.dtype in (torch.float16, torch.bfloat16) else image
+    out = F.interpolate(x, tuple(size), mode=mode, antialias=antialias and mode in ("bilinear", "bicubic"))
+    return out.to(image.dtype)
 
 
 def processing_size(height: int, width: int, processing_resolution: int) -> tuple[int, int]:

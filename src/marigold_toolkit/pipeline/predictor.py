@@ -188,7 +188,11 @@ class Predictor:
         return self.components.dtype
 
     # -- inference --------------------------------------------------------------------------------------------
-    def _resolve(self, num_inference_steps, processing_resolution) -> tuple[int, int]:
+    def resolve_settings(self, num_inference_steps: int | None, processing_resolution: int | None,
+                         scheduler=None) -> tuple[int, int]:
+        """Steps and processing resolution, the checkpoint's defaults where ``None``; warns where ``scheduler``
+        (default: the predictor's) would start below t = 999."""
+        scheduler = self.scheduler if scheduler is None else scheduler
         steps = num_inference_steps if num_inference_steps is not None else self.spec.default_denoising_steps
         if steps is None:
             steps = 1 if is_stochastic(self.scheduler) else 10
@@ -201,8 +205,8 @@ class Predictor:
             raise ValueError("num_inference_steps must be >= 1")
         if int(res) < 0:
             raise ValueError("processing_resolution must be >= 0 (0 = native resolution)")
-        spacing = getattr(self.scheduler.config, "timestep_spacing", None)
-        if type(self.scheduler).__name__ == "DDIMScheduler" and spacing == "leading" and steps < 10:
+        spacing = getattr(scheduler.config, "timestep_spacing", None)
+        if type(scheduler).__name__ == "DDIMScheduler" and spacing == "leading" and steps < 10:
             logger.warning(
                 "DDIM 'leading' spacing with %d step(s) starts below t=999 (the E2E-FT bug); use >= 10 steps", steps
             )
@@ -229,6 +233,20 @@ class Predictor:
                 g.manual_seed(int(s))
             gens.append(g)
         return gens
+
+    def prepare_image(self, image: ImageLike, processing_resolution: int, resample: str = "bilinear"):
+        """One input as the models see it: ``([1, 3, PH, PW]`` in [-1, 1] in the model dtype, resized to the
+        processing resolution (0: native) and replicate-padded to the latent stride, ``(pad_h, pad_w)``, the input
+        size, the processing size). The steps run in the model dtype like diffusers' pipelines, except that a
+        half-precision resize is computed in float32 (:func:`~marigold_toolkit.core.image.resize`)."""
+        x = _as_tensor(image).to(device=self.device, dtype=self.dtype)
+        in_size = tuple(x.shape[-2:])
+        x = x * 2.0 - 1.0
+        if processing_resolution > 0:
+            x = resize_to_max_edge(x, processing_resolution, resample)
+        proc_size = tuple(x.shape[-2:])
+        x, padding = pad_to_multiple(x, self.latent_stride)
+        return x, padding, in_size, proc_size
 
     @torch.no_grad()
     def predict(
@@ -273,7 +291,7 @@ class Predictor:
         items = [images] if single else list(images)
         if not items:
             return []
-        steps, res = self._resolve(num_inference_steps, processing_resolution)
+        steps, res = self.resolve_settings(num_inference_steps, processing_resolution)
         if ensemble_size < 1:
             raise ValueError("ensemble_size must be >= 1")
         if batch_size < 1:
@@ -290,16 +308,7 @@ class Predictor:
         gens = self._generators(len(items), seed, generator)
 
         # 1. preprocess: [-1, 1], resize, pad; group images by padded size so they can share batches
-        prepared = []
-        for img in items:
-            x = _as_tensor(img).to(device=self.device, dtype=self.dtype)
-            in_size = tuple(x.shape[-2:])
-            x = x * 2.0 - 1.0
-            if res > 0:
-                x = resize_to_max_edge(x, res, resample_method_input)
-            proc_size = tuple(x.shape[-2:])
-            x, padding = pad_to_multiple(x, self.latent_stride)
-            prepared.append((x, padding, in_size, proc_size))
+        prepared = [self.prepare_image(img, res, resample_method_input) for img in items]
         groups: dict[tuple, list[int]] = {}
         for i, (x, *_rest) in enumerate(prepared):
             groups.setdefault(tuple(x.shape[-2:]), []).append(i)
@@ -335,9 +344,9 @@ class Predictor:
             )  # [n*E, 4T, h, w]
             del rows_cond, rows_noise, rows_step
             flat = latents.reshape(latents.shape[0] * T, image_latent.shape[1], h, w)
-            decoded = decode_latents(  # [n*E*T, C, PH', PW']
+            decoded = decode_latents(  # [n*E*T, C, PH', PW'], post-processed in float32 whatever the model dtype
                 self.vae, flat, batch_size, self.task.decode, self.calls.decode
-            )
+            ).float()
             for j, i in enumerate(idxs):
                 _, padding, in_size, proc_size = prepared[i]
                 members = decoded[j * ensemble_size * T : (j + 1) * ensemble_size * T]

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -56,6 +56,17 @@ class ErrorMap:
     label: str
     shown: np.ndarray
     title: str = "prediction"
+
+
+@dataclass
+class ImageContext:
+    """What a task's extra outputs of one input may use (:meth:`Task.write_extras`): the input image as read
+    (``H x W x 3``), its path (e.g. for EXIF), and the outputs of every model run on it in the same call (e.g. a
+    normals prediction next to the depth)."""
+
+    image: np.ndarray
+    path: Path | None = None
+    outputs: Sequence[Any] = field(default_factory=list)
 
 
 def reduce_members(stack: torch.Tensor, reduction: str, with_uncertainty: bool):
@@ -140,6 +151,8 @@ class Task(ABC):
     folder_fallback: ClassVar[bool] = False
     #: whether :meth:`score` reports every metric per target as ``"<target>/<metric>"``
     per_target_metrics: ClassVar[bool] = False
+    #: ``marigold predict`` options that make this task write extra files (:meth:`extra_files`)
+    extra_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, target_names: Sequence[str] | None = None):
         names = [self.name] if target_names is None else [str(t) for t in target_names]
@@ -420,6 +433,18 @@ class Task(ABC):
                 written += [base.with_name(base.name + ".npy"), base.with_name(base.name + ".png")]
         return written
 
+    def extra_files(self, stem: str, options: Mapping[str, Any]) -> list[str]:
+        """The extra files ``marigold predict`` options (``options``: the flags named in
+        :attr:`extra_options`, e.g. ``export``, ``sparse_depth``) make this task write for input ``stem``
+        (default: none)."""
+        return []
+
+    def write_extras(self, out_dir: str | Path, stem: str, output: Any, options: Mapping[str, Any],
+                     context: Any) -> list[Path]:
+        """Write :meth:`extra_files` for ``output``; ``context`` holds the input image, its path and the outputs
+        of the other models run on it (:class:`ImageContext`)."""
+        return []
+
     def visualize(self, target: str, array: np.ndarray) -> np.ndarray:
         """A target as a uint8 RGB image ``[H, W, 3]`` (default: values in [0, 1] as grey or RGB)."""
         x = np.asarray(array, dtype=np.float32)
@@ -440,4 +465,4 @@ def _sample_mask(sample: Mapping[str, Any]) -> np.ndarray | None:
     return mask[0].numpy().astype(bool) if torch.is_tensor(mask) else None
 
 
-__all__ = ["Task", "TaskError", "ErrorMap", "ensemble_pixelwise", "reduce_members", "chw_to_hwc", "as_target_dict"]
+__all__ = ["Task", "TaskError", "ErrorMap", "ImageContext", "ensemble_pixelwise", "reduce_members", "chw_to_hwc", "as_target_dict"]

@@ -25,6 +25,7 @@ from ..base import ErrorMap, Task, TaskError, _batch_mask, _sample_mask, as_targ
 from ..registry import register_task
 from .alignment import align_depth
 from .ensemble import ensemble_depth
+from .export import extra_file_names, write_depth_extras
 from .metrics import DEPTH_METRIC_KEYS, depth_metrics
 
 
@@ -174,6 +175,7 @@ class DepthTask(Task):
     target_file_extensions = (".npy", ".png", ".exr")
     training_option_names = ("min_depth", "max_depth")
     image_suffixes = (".png", "_colored.png")
+    extra_options = ("export", "sparse_depth")
 
     def __init__(self, target_names: Sequence[str] | None = None, scale_invariant: bool = True,
                  shift_invariant: bool = True):
@@ -302,6 +304,15 @@ class DepthTask(Task):
         return {"alignment": options.get("alignment") or "least_squares", "min_depth": lo, "max_depth": hi}
 
     # -- files
+    def extra_files(self, stem: str, options: Mapping[str, Any]) -> list[str]:
+        """``--sparse-depth`` -> ``<stem>_depth_metric.npy|json``; ``--export ply,glb,exr`` ->
+        ``<stem>_points.ply``, ``<stem>_mesh.glb``, ``<stem>_depth.exr`` (:mod:`.export`)."""
+        return extra_file_names(stem, self.target_names[0], options)
+
+    def write_extras(self, out_dir, stem: str, output: Any, options: Mapping[str, Any], context: Any) -> list:
+        name = self.target_names[0]
+        return write_depth_extras(out_dir, stem, name, output.targets[name], options, context)
+
     def target_images(self, target: str, array: np.ndarray) -> dict[str, np.ndarray]:
         """``<stem>_depth.png`` (16-bit, x 65535) and ``<stem>_depth_colored.png`` (Spectral)."""
         return {".png": depth_to_uint16(array), "_colored.png": colorize_depth(array)}
