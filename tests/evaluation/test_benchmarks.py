@@ -620,6 +620,11 @@ def test_registry_names_and_protocol_table():
             1234,
         ),
         "hypersim_iid": ("intrinsics", "hypersim_test.txt", 5238, None, None, "none", None, 0, 4, 1, 1234),
+        # Marigold-DC (script/eval/*_infer_*.sh): 50 steps x 10, seed 2024; no split file (the files in gt/)
+        **{name: ("depth_completion", "", n, None, None, "none", None, res, 50, 10, 2024)
+           for name, n, res in (("nyu_v2_dc", 654, 768), ("scannet_dc", 745, 0), ("ibims_dc", 100, 0),
+                                ("void150", 800, 0), ("void500", 800, 0), ("void1500", 800, 0),
+                                ("kitti_dc", 1000, 0), ("ddad_dc", 3950, 768))},
     }
     assert set(BENCHMARKS) == set(expected) | {c.name for c in NORMALS_LAYOUT}
     for name, (task, split, n, lo, hi, align, max_res, res, steps, ens, seed) in expected.items():

@@ -51,7 +51,7 @@ def test_inheritance_chain(tmp_path):
 @pytest.mark.parametrize("text,match", [
     ("optim:\n  lrr: 1\n", "lrr"),
     ("optim:\n  lr: fast\n", "lr"),
-    ("task: segmentation\n", "unknown task 'segmentation'; known tasks: depth, intrinsics, normals"),
+    ("task: segmentation\n", "unknown task 'segmentation'; known tasks: depth, depth_completion, intrinsics, normals"),
     ("diffusion:\n  version: v2\n", "diffusion.version"),
     ("optim:\n  effective_batch_size: 3\n", "multiple"),
     ("data:\n  train:\n    - {name: folder, root: /r, probb: 1}\n", "probb"),

@@ -3,7 +3,7 @@
 Benchmark mode:  marigold evaluate --benchmark NAME --data-dir ROOT --model MODEL [inference flags]
                  writes report.json, per_image.csv and report.md (published numbers next to ours) to --output-dir;
                  predictions are cached there, keyed by model and settings (re-scoring is free, runs resume).
-Folder mode:     marigold evaluate --task depth|normals|intrinsics --predictions DIR --ground-truth DIR
+Folder mode:     marigold evaluate --task depth|normals|intrinsics|depth_completion --predictions DIR --ground-truth DIR
                  [--alignment least_squares|least_squares_disparity|none] [--min-depth X] [--max-depth Y]
                  --output REPORT.json
 
@@ -133,8 +133,9 @@ def _run_benchmark(args) -> int:
                                               **predictor_layout_kwargs(args))
     except (CheckpointError, ValueError, OSError) as exc:
         return _usage(str(exc))
-    if predictor.task.name != bench.task:
-        return _usage(f"benchmark '{bench.name}' needs a {bench.task} model; '{args.model}' predicts "
+    needed = bench.model_task or bench.task
+    if predictor.task.name != needed:
+        return _usage(f"benchmark '{bench.name}' needs a {needed} model; '{args.model}' predicts "
                       f"{predictor.task.name}")
     settings = resolve_settings(bench, args.steps, args.ensemble, args.processing_resolution, args.seed,
                                 args.batch_size, args.resample)

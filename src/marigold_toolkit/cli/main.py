@@ -48,8 +48,8 @@ def _list_models(args) -> int:
 def _list_benchmarks(args) -> int:
     for name, cls in BENCHMARKS.items():
         inf = cls.inference
-        print(f"{name:18s} {cls.task:11s} n={cls.num_samples!s:6s} res={inf.processing_resolution:<4d} "
-              f"ensemble={inf.ensemble_size:<3d} seed={inf.seed:<5d} split={cls.split_file}")
+        print(f"{name:18s} {cls.task:16s} n={cls.num_samples!s:6s} res={inf.processing_resolution:<4d} "
+              f"ensemble={inf.ensemble_size:<3d} seed={inf.seed:<5d} split={cls.split_file or '(files in gt/)'}")
     return 0
 
 

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from ..core.metrics import EmptyMaskError
 from ..io.files import save_npy
+from ..tasks import get_task
 from .datasets.base import Benchmark, EvalSample
 from .plots import write_plots
 from .report import markdown_table, mean_over_images, nest_targets, write_csv, write_json, write_markdown
@@ -71,28 +72,23 @@ def cache_key(predictor, settings: InferenceSettings, benchmark: Benchmark) -> s
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _pred_files(predictor, cache: Path, stem: str) -> dict[str, Path]:
-    return {name: cache / predictor.task.array_file(stem, name) for name in predictor.target_names}
+def _pred_files(task, cache: Path, stem: str) -> dict[str, Path]:
+    return {name: cache / task.array_file(stem, name) for name in task.target_names}
 
 
-def run_inference(benchmark: Benchmark, predictor, settings: InferenceSettings, cache: Path,
+def run_inference(benchmark: Benchmark, predictor, settings: InferenceSettings, cache: Path, task,
                   max_samples: int | None = None, show_progress: bool = True) -> int:
-    """Predict every sample whose cached prediction is missing; returns how many were computed."""
+    """Predict every sample whose cached prediction (``task``'s files) is missing; returns how many were
+    computed."""
     cache.mkdir(parents=True, exist_ok=True)
     n = len(benchmark) if max_samples is None else min(max_samples, len(benchmark))
     computed = 0
     for i in tqdm(range(n), desc=f"{benchmark.name}: inference", disable=not show_progress):
         sample = benchmark[i]
-        files = _pred_files(predictor, cache, sample.stem)
+        files = _pred_files(task, cache, sample.stem)
         if all(p.is_file() for p in files.values()):
             continue
-        out = predictor.predict(
-            sample.rgb, num_inference_steps=settings.num_inference_steps, ensemble_size=settings.ensemble_size,
-            processing_resolution=settings.processing_resolution, resample_method_input=settings.resample_method,
-            resample_method_output=settings.resample_method, batch_size=settings.batch_size, seed=settings.seed,
-            output_uncertainty=False,
-        )
-        for name, arr in out.targets.items():
+        for name, arr in benchmark.predict(predictor, sample, settings).items():
             save_npy(files[name], arr)
         computed += 1
     return computed
@@ -120,10 +116,11 @@ def evaluate_benchmark(
     """Run inference (cached), score every sample and write ``report.json``, ``per_image.csv``, ``report.md``.
 
     With ``plots``: error maps for ``plot_stems`` (or the first ``plot_images`` samples) and a histogram."""
-    task = predictor.task
-    if task.name != benchmark.task:
-        raise ValueError(f"benchmark '{benchmark.name}' is a {benchmark.task} benchmark but the model predicts "
-                         f"{task.name}")
+    needed = benchmark.model_task or benchmark.task
+    if predictor.task.name != needed:
+        raise ValueError(f"benchmark '{benchmark.name}' evaluates {needed} models but the model predicts "
+                         f"{predictor.task.name}")
+    task = predictor.task if needed == benchmark.task else get_task(benchmark.task)()
     output_dir = Path(output_dir)
     key = cache_key(predictor, settings, benchmark)
     cache = output_dir / "predictions" / key
@@ -131,14 +128,14 @@ def evaluate_benchmark(
     write_json(cache / "settings.json", {"model": predictor.spec.source, "benchmark": benchmark.name,
                                          **settings.as_dict()})
     t0 = time.perf_counter()
-    computed = run_inference(benchmark, predictor, settings, cache, max_samples, show_progress)
+    computed = run_inference(benchmark, predictor, settings, cache, task, max_samples, show_progress)
     t_infer = time.perf_counter() - t0
 
     n = len(benchmark) if max_samples is None else min(max_samples, len(benchmark))
     rows, excluded, plot_data = [], [], []
     for i in tqdm(range(n), desc=f"{benchmark.name}: scoring", disable=not show_progress):
         sample = benchmark[i]
-        preds = {name: np.load(p) for name, p in _pred_files(predictor, cache, sample.stem).items()}
+        preds = {name: np.load(p) for name, p in _pred_files(task, cache, sample.stem).items()}
         try:
             metrics, aligned = score_sample(benchmark, sample, preds, task, alignment)
         except EmptyMaskError:

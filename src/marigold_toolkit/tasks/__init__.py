@@ -8,9 +8,11 @@ from .base import ErrorMap, ImageContext, Task, TaskError, ensemble_pixelwise
 from .depth import DepthTask
 from .normals import NormalsTask
 from .intrinsics import IntrinsicsTask
+from .depth.completion import DepthCompletionTask
 from .registry import get_task, register_task, task_for_folders, task_for_model_index, task_names
 
 # isort: on
 
-__all__ = ["Task", "TaskError", "ErrorMap", "ImageContext", "DepthTask", "NormalsTask", "IntrinsicsTask", "ensemble_pixelwise",
+__all__ = ["Task", "TaskError", "ErrorMap", "ImageContext", "DepthTask", "NormalsTask", "IntrinsicsTask",
+           "DepthCompletionTask", "ensemble_pixelwise",
            "get_task", "register_task", "task_for_folders", "task_for_model_index", "task_names"]

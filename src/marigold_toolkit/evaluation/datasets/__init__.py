@@ -12,6 +12,7 @@ import os
 
 from ...core.checks import lookup
 from .base import Benchmark, EvalSample, InferenceDefaults
+from .completion import COMPLETION_BENCHMARKS, DepthCompletionBenchmark
 from .depth import DIODEDepth, ETH3DDepth, KITTIEigenDepth, NYUv2Depth, ScanNetDepth
 from .intrinsics import HypersimIIDLighting, InteriorVerseAppearance
 from .normals import DIODENormals, IBimsNormals, NYUv2Normals, OASISNormals, ScanNetNormals
@@ -31,6 +32,7 @@ BENCHMARKS: dict[str, type[Benchmark]] = {
         OASISNormals,
         InteriorVerseAppearance,
         HypersimIIDLighting,
+        *COMPLETION_BENCHMARKS,
     )
 }
 
@@ -49,6 +51,7 @@ __all__ = [
     "BENCHMARKS",
     "Benchmark",
     "DIODEDepth",
+    "DepthCompletionBenchmark",
     "DIODENormals",
     "ETH3DDepth",
     "EvalSample",

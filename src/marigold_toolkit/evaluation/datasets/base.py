@@ -60,6 +60,8 @@ class Benchmark(SplitFileDataset):
     unique_stems = True
     #: the registered task the benchmark scores (a :mod:`marigold_toolkit.tasks` name)
     task: str = ""
+    #: the task of the models it evaluates when that is another one (depth completion scores depth models)
+    model_task: str | None = None
     num_samples: int | None = None  # published count, e.g. 654 for NYUv2
     min_depth: float = 0.0
     max_depth: float = float("inf")
@@ -76,6 +78,16 @@ class Benchmark(SplitFileDataset):
         under this benchmark's protocol (``alignment`` overrides the benchmark's where it applies). Default: the
         sample's valid mask."""
         return {"mask": sample.valid_mask}
+
+    def predict(self, predictor, sample: EvalSample, settings) -> dict[str, np.ndarray]:
+        """The prediction of ``sample`` to score (target name -> array) with ``settings`` (the runner's
+        :class:`~marigold_toolkit.evaluation.runner.InferenceSettings`). Default: the predictor on the image."""
+        return predictor.predict(
+            sample.rgb, num_inference_steps=settings.num_inference_steps, ensemble_size=settings.ensemble_size,
+            processing_resolution=settings.processing_resolution, resample_method_input=settings.resample_method,
+            resample_method_output=settings.resample_method, batch_size=settings.batch_size, seed=settings.seed,
+            output_uncertainty=False,
+        ).targets
 
     def __getitem__(self, i: int) -> EvalSample:
         return self.load(self.entries[i])
