@@ -25,7 +25,15 @@ from ..pipeline.predictor import Predictor
 from ..tasks import ImageContext
 from ..tasks.depth.export import export_file_names, metric_file_names, write_exports, write_metric
 from ..tasks.depth.metric import SparseDepthError, read_sparse_depth, sparse_depth_file
-from .predict import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _extra_options, add_export_arguments, assign_stems
+from .predict import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    _extra_options,
+    add_export_arguments,
+    assign_stems,
+    below_minimum,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +62,9 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for flag, value, minimum in (("--ensemble", args.ensemble, 1), ("--steps", args.steps, 1),
-                                 ("--processing-resolution", args.processing_resolution, 0)):
-        if value is not None and value < minimum:
-            print(f"error: {flag} must be >= {minimum}, got {value}", file=sys.stderr)
-            return EXIT_USAGE
     args.fit_space = args.fit_method = None
     options, problem = _extra_options(args)
+    problem = below_minimum(args, {"--ensemble": 1, "--steps": 1, "--processing-resolution": 0}) or problem
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE

@@ -27,7 +27,14 @@ from ..evaluation.report import write_csv, write_json
 from ..evaluation.runner import evaluate_benchmark, resolve_settings
 from ..pipeline.predictor import Predictor
 from ..tasks import get_task
-from .predict import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_inference_arguments, predictor_layout_kwargs
+from .predict import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_inference_arguments,
+    below_minimum,
+    predictor_layout_kwargs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -123,11 +130,10 @@ def _run_benchmark(args) -> int:
         bench = get_benchmark(args.benchmark, args.data_dir, args.split)
     except (KeyError, ValueError, FileNotFoundError) as exc:
         return _usage(str(exc).strip("'\""))
-    for flag, value, minimum in (("--ensemble", args.ensemble, 1), ("--batch-size", args.batch_size, 1),
-                                 ("--steps", args.steps, 1), ("--max-samples", args.max_samples, 1),
-                                 ("--processing-resolution", args.processing_resolution, 0)):
-        if value is not None and value < minimum:
-            return _usage(f"{flag} must be >= {minimum}, got {value}")
+    problem = below_minimum(args, {"--ensemble": 1, "--batch-size": 1, "--steps": 1, "--max-samples": 1,
+                                   "--processing-resolution": 0})
+    if problem:
+        return _usage(problem)
     try:
         predictor = Predictor.from_pretrained(args.model, dtype=args.dtype, device=args.device, variant=args.variant,
                                               **predictor_layout_kwargs(args))

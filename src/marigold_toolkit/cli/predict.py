@@ -129,6 +129,15 @@ def assign_stems(paths: list[Path]) -> list[str]:
     return stems
 
 
+def below_minimum(args: argparse.Namespace, minimums: dict[str, int]) -> str | None:
+    """A usage problem if a flag (``{"--steps": 1, ...}``; unset flags pass) is below its minimum."""
+    for flag, minimum in minimums.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None and value < minimum:
+            return f"{flag} must be >= {minimum}, got {value}"
+    return None
+
+
 def _extra_options(args: argparse.Namespace) -> tuple[dict, str | None]:
     """The options of the tasks' extra outputs (3D export, metric depth) from the flags, or a usage problem."""
     formats = tuple(f.strip().lower() for f in (args.export or "").split(",") if f.strip())
@@ -153,13 +162,9 @@ def _fail(path, reason: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for flag, value, minimum in (("--ensemble", args.ensemble, 1), ("--batch-size", args.batch_size, 1),
-                                 ("--steps", args.steps, 1), ("--processing-resolution", args.processing_resolution, 0)):
-        if value is not None and value < minimum:
-            print(f"error: {flag} must be >= {minimum}, got {value}", file=sys.stderr)
-            return EXIT_USAGE
-
-    extras, problem = _extra_options(args)
+    problem = below_minimum(args, {"--ensemble": 1, "--batch-size": 1, "--steps": 1, "--processing-resolution": 0})
+    extras, extras_problem = _extra_options(args)
+    problem = problem or extras_problem
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from ..core.image import resize, unpad
 from ..tasks.depth import DepthTask
 from .backends import BackendError
-from .denoise import draw_noise, encode_images
+from .denoise import draw_noise, encode_images, make_generators
 
 logger = logging.getLogger(__name__)
 
@@ -121,12 +121,7 @@ def complete_depth(
     c_min, c_max = float(target[mask].min()), float(target[mask].max())
     c_range = c_max - c_min
 
-    if generator is None:
-        generator = torch.Generator(device="cpu")
-        if seed is None:
-            generator.seed()
-        else:
-            generator.manual_seed(int(seed))
+    generator = make_generators(1, None if generator is not None else seed, generator)[0]
     scheduler.set_timesteps(steps, device=device)
     vae, unet_fn = predictor.vae, predictor.calls.unet
     text = predictor.components.empty_text_embedding.to(dtype)

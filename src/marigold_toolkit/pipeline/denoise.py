@@ -33,6 +33,31 @@ class NoisePlan:
     steps: torch.Tensor | None
 
 
+def make_generators(n: int, seed=None, generator=None) -> list[torch.Generator]:
+    """One generator per image: ``generator`` (one shared by all, or a list of ``n``), else CPU generators seeded
+    with ``seed`` (one int for all images or a list of ``n``; ``None``: random)."""
+    if generator is not None and seed is not None:
+        raise ValueError("pass either seed or generator, not both")
+    if isinstance(generator, torch.Generator):
+        return [generator] * n
+    if generator is not None:
+        if len(generator) != n:
+            raise ValueError(f"got {len(generator)} generators for {n} images")
+        return list(generator)
+    seeds = seed if isinstance(seed, (list, tuple)) else [seed] * n
+    if len(seeds) != n:
+        raise ValueError(f"got {len(seeds)} seeds for {n} images")
+    gens = []
+    for s in seeds:
+        g = torch.Generator(device="cpu")
+        if s is None:
+            g.seed()
+        else:
+            g.manual_seed(int(s))
+        gens.append(g)
+    return gens
+
+
 def draw_noise(
     generator: torch.Generator,
     ensemble_size: int,

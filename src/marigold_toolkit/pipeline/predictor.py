@@ -18,7 +18,7 @@ from ..io.images import load_image, pil_to_array
 from ..tasks import Task
 from ..tasks.base import chw_to_hwc
 from .backends import BACKENDS, BackendError, ModelCalls, compiled_calls, eager_calls, onnx_calls
-from .denoise import decode_latents, denoise, draw_noise, encode_images, is_stochastic
+from .denoise import decode_latents, denoise, draw_noise, encode_images, is_stochastic, make_generators
 from .outputs import MarigoldOutput
 
 logger = logging.getLogger(__name__)
@@ -212,28 +212,6 @@ class Predictor:
             )
         return int(steps), int(res)
 
-    def _generators(self, n: int, seed, generator) -> list[torch.Generator]:
-        if generator is not None and seed is not None:
-            raise ValueError("pass either seed or generator, not both")
-        if isinstance(generator, torch.Generator):
-            return [generator] * n
-        if generator is not None:
-            if len(generator) != n:
-                raise ValueError(f"got {len(generator)} generators for {n} images")
-            return list(generator)
-        seeds = seed if isinstance(seed, (list, tuple)) else [seed] * n
-        if len(seeds) != n:
-            raise ValueError(f"got {len(seeds)} seeds for {n} images")
-        gens = []
-        for s in seeds:
-            g = torch.Generator(device="cpu")
-            if s is None:
-                g.seed()
-            else:
-                g.manual_seed(int(s))
-            gens.append(g)
-        return gens
-
     def prepare_image(self, image: ImageLike, processing_resolution: int, resample: str = "bilinear"):
         """One input as the models see it: ``([1, 3, PH, PW]`` in [-1, 1] in the model dtype, resized to the
         processing resolution (0: native) and replicate-padded to the latent stride, ``(pad_h, pad_w)``, the input
@@ -305,7 +283,7 @@ class Predictor:
             raise ValueError("uncertainty needs ensemble_size > 1")
         ens_kwargs = dict(ensembling_kwargs or {})
         self.task.check_reduction(ens_kwargs.get("reduction", self.task.default_reduction))
-        gens = self._generators(len(items), seed, generator)
+        gens = make_generators(len(items), seed, generator)
 
         # 1. preprocess: [-1, 1], resize, pad; group images by padded size so they can share batches
         prepared = [self.prepare_image(img, res, resample_method_input) for img in items]
