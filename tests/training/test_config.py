@@ -53,6 +53,8 @@ def test_inheritance_chain(tmp_path):
     ("optim:\n  lr: fast\n", "lr"),
     ("task: segmentation\n", "unknown task 'segmentation'; known tasks: depth, depth_completion, intrinsics, normals"),
     ("diffusion:\n  version: v2\n", "diffusion.version"),
+    ("diffusion:\n  mode: e2e\n  e2e_timestep: 500\n", "e2e_timestep must be 999"),
+    ("diffusion:\n  mode: e2e\nvalidation:\n  num_inference_steps: 4\n", "must be 1 in e2e mode"),
     ("optim:\n  effective_batch_size: 3\n", "multiple"),
     ("data:\n  train:\n    - {name: folder, root: /r, probb: 1}\n", "probb"),
     ("a: [1, 2\n", "cannot parse YAML"),

@@ -3,6 +3,7 @@ diffusers and in our predictor, a SIGKILLed run resumes to the same weights, two
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from marigold_toolkit import Predictor
 from marigold_toolkit.core.atomic import TMP_PREFIX
 from marigold_toolkit.testing import build_random_sd2_base
 from marigold_toolkit.training.config import load_config
@@ -254,6 +256,17 @@ def test_every_task_and_e2e_mode_train_and_save_loadable_checkpoints(base, data,
     assert pipe.unet.config.out_channels == 4 * len(targets)
     out = pipe(Image.open(next((folder / "rgb").glob("*.png"))), num_inference_steps=1, processing_resolution=0)
     assert np.isfinite(out.prediction).all()
+    index = json.loads((ckpt / "model_index.json").read_text())
+    if mode == "e2e":  # run as trained: one step at t = 999 from zeros, the clean-sample estimate
+        assert index["_marigold_toolkit"] == {"initial_noise": "zeros"}
+        assert pipe.scheduler.config.timestep_spacing == "trailing"
+        pred = Predictor.from_pretrained(ckpt)
+        img = Image.open(next((folder / "rgb").glob("*.png")))
+        a, b = (pred.predict(img, processing_resolution=0, seed=s) for s in (0, 1))
+        assert a.settings["noise"] == "zeros" and a.settings["num_inference_steps"] == 1
+        np.testing.assert_array_equal(a.targets[targets[0]], b.targets[targets[0]])
+    else:
+        assert "_marigold_toolkit" not in index
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from .model_index import SUPPORTED_SCHEDULERS, MarigoldSpec, read_spec
+from .registry import lookup_model
 from .resolve import CheckpointError, resolve_checkpoint_path
 
 logger = logging.getLogger(__name__)
@@ -184,6 +185,7 @@ def load_components(
     device: str | torch.device | None = None,
     variant: str | None = None,
     revision: str | None = None,
+    task: str | None = None,
 ) -> MarigoldComponents:
     """Load UNet, VAE, scheduler and the empty-text embedding of ``model`` (hub id, alias or folder).
 
@@ -192,13 +194,16 @@ def load_components(
         dtype: float32 (default), float16 or bfloat16 for all modules.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` or ``None`` for automatic.
         variant: weight-file variant, e.g. ``"fp16"`` (falls back to default files per component).
+        task: the task, where the checkpoint's layout does not tell it (default: the registry alias's, if any).
     """
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
     torch_dtype = parse_dtype(dtype)
     dev = resolve_device(device)
     path = resolve_checkpoint_path(str(model), variant=variant, revision=revision)
-    spec = read_spec(path, source=str(model))
+    entry = lookup_model(str(model))
+    spec = read_spec(path, source=str(model), task=task or (entry.task if entry else None),
+                     initial_noise=entry.initial_noise if entry else None)
     try:
         unet = UNet2DConditionModel.from_pretrained(
             path / "unet", torch_dtype=torch_dtype, variant=_pick_variant(path / "unet", variant),

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.atomic import atomic_write_bytes
-from ..tasks import Task, TaskError, task_for_model_index
+from ..tasks import Task, TaskError, get_task, task_for_model_index
 from .resolve import CheckpointError
 
 REQUIRED_COMPONENTS = ("unet", "vae", "scheduler")
@@ -32,6 +32,13 @@ COMPONENT_CLASSES = {
 # Only these scheduler classes can be instantiated from a checkpoint (no arbitrary attribute lookup).
 SUPPORTED_SCHEDULERS = ("DDIMScheduler", "LCMScheduler", "DDPMScheduler")
 
+#: our own ``model_index.json`` block; diffusers drops keys starting with ``_`` when it builds a pipeline
+TOOLKIT_KEY = "_marigold_toolkit"
+#: initial latents of a prediction: Gaussian noise (diffusion estimators) or zeros (end-to-end fine-tuned models)
+INITIAL_NOISE = ("gaussian", "zeros")
+#: ``_class_name`` of a Stable Diffusion layout: an E2E-FT checkpoint when its UNet has Marigold's channels
+STABLE_DIFFUSION_CLASS = "StableDiffusionPipeline"
+
 
 @dataclass
 class MarigoldSpec:
@@ -45,6 +52,9 @@ class MarigoldSpec:
         prediction_type: the pipeline's ``prediction_type`` field (``"depth"``, ``"disparity"``, ...).
         default_denoising_steps, default_processing_resolution: the checkpoint's recommended settings.
         scheduler_class: class name of the inference scheduler.
+        initial_noise: ``"gaussian"`` (a diffusion estimator) or ``"zeros"`` (an end-to-end fine-tuned model, run
+            in one deterministic step from a zero latent; read from our ``_marigold_toolkit`` block, or implied
+            by the E2E-FT layout).
         model_index: the raw ``model_index.json`` content.
     """
 
@@ -55,6 +65,7 @@ class MarigoldSpec:
     default_denoising_steps: int | None = None
     default_processing_resolution: int | None = None
     scheduler_class: str = "DDIMScheduler"
+    initial_noise: str = "gaussian"
     model_index: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -80,8 +91,13 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def read_spec(path: Path, source: str | None = None) -> MarigoldSpec:
+def read_spec(path: Path, source: str | None = None, task: str | None = None,
+              initial_noise: str | None = None) -> MarigoldSpec:
     """Read ``model_index.json`` and the component configs of a local checkpoint folder.
+
+    ``task`` names the task where the pipeline class does not tell it (the E2E-FT checkpoints are saved as
+    ``StableDiffusionPipeline``); it must agree with a class that does. ``initial_noise`` overrides the
+    checkpoint's (e.g. a registry alias's setting).
 
     Raises:
         CheckpointError: missing or malformed files, an unknown task, channels that do not fit the targets,
@@ -96,9 +112,25 @@ def read_spec(path: Path, source: str | None = None) -> MarigoldSpec:
     vae_cfg = _read_json(path / "vae" / "config.json")
     where = str(path / "model_index.json")
     try:
-        task = task_for_model_index(index, str(path)).from_model_index(index, where)
+        try:
+            task_cls = task_for_model_index(index, str(path))
+        except TaskError:
+            if task is None:
+                raise
+            task_cls = get_task(task)
+        if task is not None and task_cls.name != task:
+            raise TaskError(f"{path}: the checkpoint is a {task_cls.name} pipeline, not {task}")
+        spec_task = task_cls.from_model_index(index, where)
     except TaskError as exc:
-        raise CheckpointError(str(exc)) from exc
+        raise CheckpointError(f"{exc}" + ("" if task else "; pass the task (--task) for a checkpoint saved "
+                                          "in another layout")) from exc
+    own = index.get(TOOLKIT_KEY) or {}
+    noise = initial_noise or own.get("initial_noise")
+    if noise is None:  # an E2E-FT checkpoint in its published Stable Diffusion layout
+        noise = "zeros" if index.get("_class_name") == STABLE_DIFFUSION_CLASS else "gaussian"
+    if noise not in INITIAL_NOISE:
+        raise CheckpointError(f"{where}: initial_noise {noise!r} is not one of {INITIAL_NOISE}")
+    task = spec_task
 
     latent_channels = int(vae_cfg.get("latent_channels", 4))
     out_channels = int(unet_cfg.get("out_channels", 4))
@@ -132,6 +164,7 @@ def read_spec(path: Path, source: str | None = None) -> MarigoldSpec:
         default_denoising_steps=opt_int("default_denoising_steps"),
         default_processing_resolution=opt_int("default_processing_resolution"),
         scheduler_class=scheduler_class,
+        initial_noise=noise,
         model_index=index,
     )
 
@@ -150,6 +183,8 @@ def build_model_index(spec: MarigoldSpec) -> dict[str, Any]:
         "scheduler": ["diffusers", spec.scheduler_class],
     }
     index.update(COMPONENT_CLASSES)
+    if spec.initial_noise != "gaussian":
+        index[TOOLKIT_KEY] = {"initial_noise": spec.initial_noise}
     return index
 
 

@@ -19,14 +19,22 @@ class ModelEntry:
     hub_id: str  # a hub id, or a local folder for bundled models
     task: str
     description: str
+    #: the initial latents the model is run from ("zeros" for end-to-end fine-tuned models), or None: as the
+    #: checkpoint says
+    initial_noise: str | None = None
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(alias: str, hub_id: str, task: str, description: str) -> None:
+def register_model(alias: str, hub_id: str, task: str, description: str, initial_noise: str | None = None) -> None:
     """Register ``alias`` -> ``hub_id``. Aliases are case-insensitive."""
-    _REGISTRY[alias.lower()] = ModelEntry(alias, hub_id, task, description)
+    _REGISTRY[alias.lower()] = ModelEntry(alias, hub_id, task, description, initial_noise)
+
+
+def lookup_model(name: str) -> ModelEntry | None:
+    """The registry entry of alias ``name``, or ``None``."""
+    return _REGISTRY.get(name.lower())
 
 
 def resolve_alias(name: str) -> str:
@@ -50,6 +58,10 @@ register_model(
 register_model(
     "iid-lighting-v1-1", "prs-eth/marigold-iid-lighting-v1-1", "intrinsics", "Albedo + shading + residual (linear)"
 )
+register_model("e2e-ft-depth", "GonzaloMG/marigold-e2e-ft-depth", "depth",
+               "Marigold + E2E-FT depth (Martin Garcia et al.): one deterministic step from zeros", "zeros")
+register_model("e2e-ft-normals", "GonzaloMG/marigold-e2e-ft-normals", "normals",
+               "Marigold + E2E-FT normals: one deterministic step from zeros", "zeros")
 register_model("demo-depth", str(DEMO_DIR / "depth"), "depth",
                "Bundled demo (offline, ~5 MB): tiny model trained by recipes/demo.py on rendered scenes")
 register_model("demo-normals", str(DEMO_DIR / "normals"), "normals",

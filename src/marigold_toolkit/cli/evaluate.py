@@ -136,7 +136,7 @@ def _run_benchmark(args) -> int:
         return _usage(problem)
     try:
         predictor = Predictor.from_pretrained(args.model, dtype=args.dtype, device=args.device, variant=args.variant,
-                                              **predictor_layout_kwargs(args))
+                                              task=args.task, **predictor_layout_kwargs(args))
     except (CheckpointError, ValueError, OSError) as exc:
         return _usage(str(exc))
     needed = bench.model_task or bench.task
@@ -144,7 +144,8 @@ def _run_benchmark(args) -> int:
         return _usage(f"benchmark '{bench.name}' needs a {needed} model; '{args.model}' predicts "
                       f"{predictor.task.name}")
     settings = resolve_settings(bench, args.steps, args.ensemble, args.processing_resolution, args.seed,
-                                args.batch_size, args.resample)
+                                args.batch_size, args.resample, args.noise,
+                                zero_noise=(args.noise or predictor.spec.initial_noise) == "zeros")
     out_dir = args.output_dir or Path("eval") / bench.name / _slug(str(args.model))
     report = evaluate_benchmark(bench, predictor, out_dir, settings, alignment=_alignment(args),
                                 max_samples=args.max_samples, plots=args.plots, plot_images=args.plot_images,

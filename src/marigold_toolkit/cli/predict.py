@@ -34,8 +34,12 @@ def add_inference_arguments(p: argparse.ArgumentParser, ensemble_default: int | 
                    help="hub id, registry alias (e.g. demo-depth, offline) or local folder; predict also takes a "
                         "comma-separated list, e.g. demo-depth,demo-normals (default: %(default)s)")
     p.add_argument("--task", choices=task_names(),
-                   help="expected task; an error if the checkpoint predicts something else")
+                   help="expected task (an error if the checkpoint predicts something else); names the task of a "
+                        "checkpoint whose layout does not tell it (E2E-FT's Stable Diffusion layout)")
     p.add_argument("--steps", type=int, help="denoising steps (default: the checkpoint's)")
+    p.add_argument("--noise", choices=("zeros", "gaussian"),
+                   help="initial latents: zeros (end-to-end fine-tuned models, one deterministic step) or gaussian "
+                        "(default: the checkpoint's; E2E-FT checkpoints and our e2e-trained ones say zeros)")
     p.add_argument("--ensemble", type=int, default=ensemble_default, help="ensemble size; >1 also writes uncertainty")
     p.add_argument("--processing-resolution", type=int,
                    help="long edge the model runs at, 0 = native (default: the checkpoint's)")
@@ -184,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             predictors.append(Predictor.from_pretrained(
                 name, dtype=args.dtype, device=args.device, variant=args.variant, backend=args.backend,
-                onnx_dir=args.onnx_dir, compile=args.compile, **predictor_layout_kwargs(args)))
+                onnx_dir=args.onnx_dir, compile=args.compile, task=args.task, **predictor_layout_kwargs(args)))
         except (CheckpointError, ValueError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
@@ -271,6 +275,7 @@ def run(args: argparse.Namespace) -> int:
                     batch_size=args.batch_size,
                     seed=args.seed,
                     ensembling_kwargs=ens_kwargs,
+                    noise=args.noise,
                 ))
             except (ValueError, RuntimeError, MemoryError) as exc:
                 per_model = None

@@ -36,22 +36,27 @@ class InferenceSettings:
     seed: int
     batch_size: int = 1
     resample_method: str = "bilinear"
+    noise: str | None = None  # None: the checkpoint's initial noise
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        """The settings (``noise`` only when set, so cache keys of runs without it stay as they were)."""
+        return {k: v for k, v in self.__dict__.items() if not (k == "noise" and v is None)}
 
 
 def resolve_settings(benchmark: Benchmark, steps=None, ensemble=None, processing_resolution=None, seed=None,
-                     batch_size=1, resample=None) -> InferenceSettings:
-    """The benchmark's protocol settings, each overridable."""
+                     batch_size=1, resample=None, noise=None, zero_noise: bool = False) -> InferenceSettings:
+    """The benchmark's protocol settings, each overridable. ``zero_noise``: the model runs from a zero latent (an
+    end-to-end fine-tuned model), so its protocol is one step and no ensemble unless ``steps``/``ensemble`` say."""
     d = benchmark.inference
+    protocol_steps, protocol_ensemble = (1, 1) if zero_noise else (d.num_inference_steps, d.ensemble_size)
     return InferenceSettings(
-        num_inference_steps=steps if steps is not None else d.num_inference_steps,
-        ensemble_size=ensemble if ensemble is not None else d.ensemble_size,
+        num_inference_steps=steps if steps is not None else protocol_steps,
+        ensemble_size=ensemble if ensemble is not None else protocol_ensemble,
         processing_resolution=processing_resolution if processing_resolution is not None else d.processing_resolution,
         seed=seed if seed is not None else d.seed,
         batch_size=batch_size,
         resample_method=resample or d.resample_method,
+        noise=noise,
     )
 
 

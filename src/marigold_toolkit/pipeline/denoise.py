@@ -142,6 +142,7 @@ def denoise(
     batch_size: int,
     step_noise: torch.Tensor | None = None,
     progress: Callable[[int], None] | None = None,
+    final_x0: bool = False,
 ) -> torch.Tensor:
     """Run the reverse diffusion for all rows.
 
@@ -155,6 +156,8 @@ def denoise(
         batch_size: rows per UNet call.
         step_noise: ``[R, N-1, 4T, h, w]`` re-noising draws for stochastic schedulers, else ``None``.
         progress: called with the number of rows finished after each chunk.
+        final_x0: return the last step's clean-sample estimate (``pred_original_sample``) instead of its
+            ``prev_sample``, as end-to-end fine-tuned checkpoints are trained and run (E2E-FT).
 
     Returns:
         ``[R, 4T, h, w]`` denoised target latents.
@@ -173,7 +176,9 @@ def denoise(
         for k, t in enumerate(scheduler.timesteps):
             pred = unet_fn(torch.cat([cond, latent], dim=1), t, text)
             if not stochastic:
-                latent = scheduler.step(pred, t, latent).prev_sample
+                out_step = scheduler.step(pred, t, latent)
+                last = k == len(scheduler.timesteps) - 1
+                latent = out_step.pred_original_sample if final_x0 and last else out_step.prev_sample
                 continue
             denoised = scheduler.step(pred, t, latent, generator=scratch).denoised
             if k < len(scheduler.timesteps) - 1:

@@ -12,6 +12,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..checkpoints.loading import MarigoldComponents, enable_vae_tiling, load_components, vae_stride
+from ..checkpoints.model_index import INITIAL_NOISE
 from ..checkpoints.onnx import check_matches, read_manifest
 from ..core.image import RESAMPLE_METHODS, pad_to_multiple, resize, resize_to_max_edge, to_tensor, unpad
 from ..io.images import load_image, pil_to_array
@@ -97,6 +98,7 @@ class Predictor:
         compile: bool = False,
         vae_tile_size: int | None = None,
         channels_last: bool = False,
+        task: str | None = None,
     ) -> Predictor:
         """Load a checkpoint: hub id (``"prs-eth/marigold-normals-v1-1"``), registry alias or local folder.
 
@@ -115,6 +117,8 @@ class Predictor:
             channels_last: run the UNet and VAE in channels-last (NHWC) memory layout: convolutions skip layout
                 reorders (a few percent faster; see the README "Performance"); outputs move at float-rounding
                 level (< 1e-4 of the default layout).
+            task: the task where the checkpoint's layout does not tell it (the E2E-FT checkpoints are saved as a
+                Stable Diffusion pipeline; their registry aliases name it).
         """
         if compile and backend not in ("eager", "compile"):
             raise ValueError(f"compile=True conflicts with backend={backend!r}")
@@ -123,7 +127,7 @@ class Predictor:
         backend = "compile" if compile else backend
         if backend not in BACKENDS:  # before loading any weights
             raise ValueError(f"unknown backend {backend!r}; use one of {BACKENDS}")
-        return cls(load_components(model, dtype=dtype, device=device, variant=variant, revision=revision),
+        return cls(load_components(model, dtype=dtype, device=device, variant=variant, revision=revision, task=task),
                    vae_tiling=vae_tiling, backend=backend, onnx_dir=onnx_dir, vae_tile_size=vae_tile_size,
                    channels_last=channels_last)
 
@@ -195,8 +199,11 @@ class Predictor:
         scheduler = self.scheduler if scheduler is None else scheduler
         steps = num_inference_steps if num_inference_steps is not None else self.spec.default_denoising_steps
         if steps is None:
-            steps = 1 if is_stochastic(self.scheduler) else 10
-            logger.warning("checkpoint has no default_denoising_steps; using %d", steps)
+            if self.spec.initial_noise == "zeros":  # an end-to-end model is a one-step model by construction
+                steps = 1
+            else:
+                steps = 1 if is_stochastic(self.scheduler) else 10
+                logger.warning("checkpoint has no default_denoising_steps; using %d", steps)
         res = processing_resolution if processing_resolution is not None else self.spec.default_processing_resolution
         if res is None:
             res = 768
@@ -242,6 +249,7 @@ class Predictor:
         ensembling_kwargs: dict[str, Any] | None = None,
         output_uncertainty: bool | None = None,
         show_progress: bool = False,
+        noise: str | None = None,
     ) -> MarigoldOutput | list[MarigoldOutput]:
         """Predict the checkpoint's targets for one image or a list of images (any sizes).
 
@@ -261,6 +269,9 @@ class Predictor:
                 ``tol``, ``max_res``.
             output_uncertainty: uncertainty maps (default: when ``ensemble_size > 1``).
             show_progress: tqdm bar over denoising rows.
+            noise: the initial latents, ``"gaussian"`` (diffusion estimators) or ``"zeros"`` (end-to-end
+                fine-tuned models: one deterministic step, the last step's clean-sample estimate is the result);
+                default: the checkpoint's ``initial_noise``.
 
         Returns:
             A :class:`MarigoldOutput` for a single image, a list for a list.
@@ -284,6 +295,11 @@ class Predictor:
         ens_kwargs = dict(ensembling_kwargs or {})
         self.task.check_reduction(ens_kwargs.get("reduction", self.task.default_reduction))
         gens = make_generators(len(items), seed, generator)
+        noise = self.spec.initial_noise if noise is None else noise
+        if noise not in INITIAL_NOISE:
+            raise ValueError(f"unknown noise {noise!r}; use one of {INITIAL_NOISE}")
+        if noise == "zeros" and ensemble_size > 1:
+            logger.warning("zero initial noise makes every ensemble member the same; use ensemble_size 1")
 
         # 1. preprocess: [-1, 1], resize, pad; group images by padded size so they can share batches
         prepared = [self.prepare_image(img, res, resample_method_input) for img in items]
@@ -299,7 +315,7 @@ class Predictor:
             "processing_resolution": res, "match_input_resolution": match_input_resolution,
             "resample_method_input": resample_method_input, "resample_method_output": resample_method_output,
             "scheduler": type(self.scheduler).__name__, "dtype": str(self.dtype).replace("torch.", ""),
-            "backend": self.backend, "channels_last": self.channels_last,
+            "backend": self.backend, "channels_last": self.channels_last, "noise": noise,
         }
         T = self.task.n_targets
         bar = tqdm(total=len(items) * ensemble_size, desc="Marigold", disable=not show_progress, leave=False)
@@ -315,10 +331,12 @@ class Predictor:
             ]
             rows_cond = image_latent.repeat_interleave(ensemble_size, dim=0)
             rows_noise = torch.cat([p.initial for p in plans])
+            if noise == "zeros":  # the generators still advance as for Gaussian noise: seeds mean the same
+                rows_noise = torch.zeros_like(rows_noise)
             rows_step = torch.cat([p.steps for p in plans]) if stochastic and n_timesteps > 1 else None
             latents = denoise(
                 self.calls.unet, self.scheduler, rows_cond, rows_noise, self.components.empty_text_embedding.to(self.dtype),
-                steps, batch_size, rows_step, progress=bar.update,
+                steps, batch_size, rows_step, progress=bar.update, final_x0=noise == "zeros",
             )  # [n*E, 4T, h, w]
             del rows_cond, rows_noise, rows_step
             flat = latents.reshape(latents.shape[0] * T, image_latent.shape[1], h, w)

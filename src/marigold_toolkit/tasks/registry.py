@@ -66,7 +66,7 @@ def task_for_model_index(index: Mapping[str, Any], where: str = "model_index.jso
     candidates = [task for task in _TASKS.values() if any(k in index for k in task.index_fields)]
     if len(candidates) == 1:
         return candidates[0]
-    known = ", ".join(_TASKS)
+    known = ", ".join(name for name, task in _TASKS.items() if task.pipeline_classes)
     raise TaskError(f"{where}: cannot tell the task (class {cls_name!r}, prediction_type {ptype!r}); expected a "
                     f"Marigold pipeline of one of the tasks {known}")
 

@@ -233,3 +233,20 @@ def build_random_task_checkpoint(
         path=out_dir, source=str(out_dir), task=task, default_denoising_steps=default_denoising_steps,
         default_processing_resolution=default_processing_resolution, scheduler_class=scheduler))
     return out_dir
+
+
+def build_random_e2e_ft_checkpoint(out_dir: str | Path, n_targets: int = 1, size: str = "tiny", seed: int = 0) -> Path:
+    """A random checkpoint in the published E2E-FT layout (``GonzaloMG/marigold-e2e-ft-depth``, ``-normals``):
+    diffusers' ``StableDiffusionPipeline`` folder (so ``model_index.json`` names no task) holding a Marigold UNet
+    (``4 (1 + n_targets)`` input channels) and a DDIM scheduler with trailing spacing and v-prediction."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    out_dir = Path(out_dir)
+    unet, vae, text_encoder, tokenizer, tok_src = _random_modules(out_dir, size, seed, n_targets)
+    scheduler = DDIMScheduler(**SD2_SCHEDULER_CONFIG, timestep_spacing="trailing")
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.save_pretrained(out_dir, safe_serialization=True)
+    _finish_tokenizer(out_dir, tok_src, False)
+    return out_dir

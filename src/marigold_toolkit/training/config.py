@@ -217,6 +217,10 @@ def validate(cfg: DictConfig, where: str = "config") -> None:
         fail(f"diffusion.version must be v1.1 or v1.0, got {cfg.diffusion.version!r}")
     if cfg.diffusion.mode not in ("diffusion", "e2e"):
         fail(f"diffusion.mode must be diffusion or e2e, got {cfg.diffusion.mode!r}")
+    if cfg.diffusion.mode == "e2e" and cfg.diffusion.e2e_timestep != 999:
+        fail("diffusion.e2e_timestep must be 999: an end-to-end model is saved to run in one step from t = 999")
+    if cfg.diffusion.mode == "e2e" and cfg.validation.num_inference_steps != 1:
+        fail("validation.num_inference_steps must be 1 in e2e mode: the model is trained for one step")
     o = cfg.optim
     if o.micro_batch_size < 1 or o.effective_batch_size < o.micro_batch_size:
         fail("optim.effective_batch_size must be >= optim.micro_batch_size >= 1")

@@ -87,7 +87,9 @@ class Trainer:
         self.vae = AutoencoderKL.from_pretrained(self.base_path / "vae").requires_grad_(False).eval()
         self.text_embedding = compute_empty_text_embedding(self.base_path)
         self.train_scheduler = make_training_scheduler(self.base_path, v1_1=cfg.diffusion.version == "v1.1")
-        self.inference_scheduler = DDIMScheduler.from_config(self.train_scheduler.config)
+        # an e2e model is run in one step at t = 999, which trailing spacing gives for any schedule
+        spacing = {"timestep_spacing": "trailing"} if cfg.diffusion.mode == "e2e" else {}
+        self.inference_scheduler = DDIMScheduler.from_config(self.train_scheduler.config, **spacing)
         self.spec = self._spec()
         self.task = self.spec.task
 
@@ -125,15 +127,18 @@ class Trainer:
         """What the saved checkpoints describe: the task (from the config's task, targets and pipeline section),
         the defaults and the inference scheduler."""
         pipeline = to_container(self.cfg.pipeline)
+        e2e = self.cfg.diffusion.mode == "e2e"
         try:
             task = get_task(self.cfg.task).from_config(list(self.cfg.targets), pipeline)
         except TaskError as exc:
             raise ConfigError(str(exc)) from None
         return MarigoldSpec(
             path=self.base_path, source=str(self.cfg.model.base), task=task,
-            default_denoising_steps=pipeline["default_denoising_steps"],
+            # an end-to-end fine-tuned model is run as it was trained: one step from a zero latent
+            default_denoising_steps=1 if e2e else pipeline["default_denoising_steps"],
             default_processing_resolution=pipeline["default_processing_resolution"],
             scheduler_class=type(self.inference_scheduler).__name__,
+            initial_noise="zeros" if e2e else "gaussian",
         )
 
     def _resume(self, unet, folder: Path) -> None:

@@ -86,7 +86,7 @@ class Benchmark(SplitFileDataset):
             sample.rgb, num_inference_steps=settings.num_inference_steps, ensemble_size=settings.ensemble_size,
             processing_resolution=settings.processing_resolution, resample_method_input=settings.resample_method,
             resample_method_output=settings.resample_method, batch_size=settings.batch_size, seed=settings.seed,
-            output_uncertainty=False,
+            output_uncertainty=False, noise=settings.noise,
         ).targets
 
     def __getitem__(self, i: int) -> EvalSample:
