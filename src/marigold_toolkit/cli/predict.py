@@ -17,6 +17,7 @@ from ..checkpoints.resolve import CheckpointError
 from ..core.atomic import clean_stale_temporaries
 from ..io.files import save_preview
 from ..io.images import ImageReadError, find_images, load_image
+from ..pipeline.high_resolution import HighResolution
 from ..pipeline.predictor import Predictor
 from ..tasks import ImageContext, task_names
 from ..tasks.depth.export import EXPORT_FORMATS
@@ -105,8 +106,31 @@ def add_parser(sub) -> None:
                    help="fast tier: torch.compile, or ONNX Runtime on an export (--onnx-dir); default eager")
     p.add_argument("--compile", action="store_true", help="same as --backend compile")
     p.add_argument("--onnx-dir", type=Path, help="folder written by 'marigold export-onnx' (for --backend onnx)")
+    g = p.add_argument_group("high resolution (depth models)")
+    g.add_argument("--hr", action="store_true",
+                   help="global pass at the processing resolution, refined by overlapping tiles at native resolution, "
+                        "each aligned to the global prediction and blended")
+    g.add_argument("--hr-overlap", type=float, default=0.5, metavar="FRACTION",
+                   help="fraction of a tile shared with each neighbour, in [0, 1) (default: %(default)s)")
+    g.add_argument("--hr-tile-size", type=int, metavar="PX",
+                   help="tile edge in input pixels (default: the processing resolution)")
     add_export_arguments(p)
     p.set_defaults(func=run)
+
+
+def _high_resolution(args: argparse.Namespace) -> tuple[HighResolution | None, str | None]:
+    """The --hr settings, or a usage problem."""
+    if not args.hr:
+        return None, None
+    if args.no_match_input_resolution:
+        return None, "--hr predicts at the input resolution; drop --no-match-input-resolution"
+    if args.processing_resolution == 0:
+        return None, "--hr needs a --processing-resolution > 0 for its global pass"
+    try:
+        return HighResolution(overlap=args.hr_overlap, tile_size=args.hr_tile_size), None
+    except ValueError as exc:
+        return None, str(exc).replace("high-resolution overlap", "--hr-overlap").replace(
+            "high-resolution tile_size", "--hr-tile-size")
 
 
 def assign_stems(paths: list[Path]) -> list[str]:
@@ -168,7 +192,8 @@ def _fail(path, reason: str) -> None:
 def run(args: argparse.Namespace) -> int:
     problem = below_minimum(args, {"--ensemble": 1, "--batch-size": 1, "--steps": 1, "--processing-resolution": 0})
     extras, extras_problem = _extra_options(args)
-    problem = problem or extras_problem
+    high_resolution, hr_problem = _high_resolution(args)
+    problem = problem or extras_problem or hr_problem
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
@@ -201,6 +226,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --model {args.model}: several models predict the same target ({', '.join(all_targets)}), "
               "so their output files would collide; run them with separate --output-dir", file=sys.stderr)
         return EXIT_USAGE
+
+    if high_resolution is not None:
+        for name, predictor in zip(model_names, predictors):
+            if not predictor.task.supports_tiling:
+                print(f"error: --hr: model '{name}' predicts {predictor.task.name}; high resolution needs a depth "
+                      "model", file=sys.stderr)
+                return EXIT_USAGE
 
     for option in ("export", "sparse_depth"):
         if extras.get(option) and not any(option in p.task.extra_options for p in predictors):
@@ -276,6 +308,7 @@ def run(args: argparse.Namespace) -> int:
                     seed=args.seed,
                     ensembling_kwargs=ens_kwargs,
                     noise=args.noise,
+                    high_resolution=high_resolution,
                 ))
             except (ValueError, RuntimeError, MemoryError) as exc:
                 per_model = None

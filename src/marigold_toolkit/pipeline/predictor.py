@@ -20,6 +20,7 @@ from ..tasks import Task
 from ..tasks.base import chw_to_hwc
 from .backends import BACKENDS, BackendError, ModelCalls, compiled_calls, eager_calls, onnx_calls
 from .denoise import decode_latents, denoise, draw_noise, encode_images, is_stochastic, make_generators
+from .high_resolution import HighResolution, predict_high_resolution
 from .outputs import MarigoldOutput
 
 logger = logging.getLogger(__name__)
@@ -250,6 +251,7 @@ class Predictor:
         output_uncertainty: bool | None = None,
         show_progress: bool = False,
         noise: str | None = None,
+        high_resolution: HighResolution | bool | None = None,
     ) -> MarigoldOutput | list[MarigoldOutput]:
         """Predict the checkpoint's targets for one image or a list of images (any sizes).
 
@@ -272,6 +274,9 @@ class Predictor:
             noise: the initial latents, ``"gaussian"`` (diffusion estimators) or ``"zeros"`` (end-to-end
                 fine-tuned models: one deterministic step, the last step's clean-sample estimate is the result);
                 default: the checkpoint's ``initial_noise``.
+            high_resolution: ``True`` or a :class:`~.high_resolution.HighResolution` (overlap, tile size): a
+                global pass at the processing resolution refined by overlapping native-resolution tiles aligned to
+                it (:func:`~.high_resolution.predict_high_resolution`; depth). Takes ``seed``, not ``generator``.
 
         Returns:
             A :class:`MarigoldOutput` for a single image, a list for a list.
@@ -300,6 +305,25 @@ class Predictor:
             raise ValueError(f"unknown noise {noise!r}; use one of {INITIAL_NOISE}")
         if noise == "zeros" and ensemble_size > 1:
             logger.warning("zero initial noise makes every ensemble member the same; use ensemble_size 1")
+
+        if high_resolution:
+            hr = high_resolution if isinstance(high_resolution, HighResolution) else HighResolution()
+            if not match_input_resolution:
+                raise ValueError("high_resolution predicts at the input resolution; match_input_resolution=False "
+                                 "contradicts it")
+            if res <= 0:
+                raise ValueError("high_resolution needs a processing_resolution > 0 for its global pass")
+            if generator is not None:
+                raise ValueError("high_resolution takes seed, not generator (each tile gets a seed of its own)")
+            seeds = list(seed) if isinstance(seed, (list, tuple)) else [seed] * len(items)
+            if len(seeds) != len(items):
+                raise ValueError(f"{len(seeds)} seeds for {len(items)} images")
+            outs = [predict_high_resolution(
+                self, _as_tensor(item), hr, res, seed=s, batch_size=batch_size, output_uncertainty=output_uncertainty,
+                num_inference_steps=steps, ensemble_size=ensemble_size, resample_method_input=resample_method_input,
+                resample_method_output=resample_method_output, ensembling_kwargs=ens_kwargs,
+                show_progress=show_progress, noise=noise) for item, s in zip(items, seeds)]
+            return outs[0] if single else outs
 
         # 1. preprocess: [-1, 1], resize, pad; group images by padded size so they can share batches
         prepared = [self.prepare_image(img, res, resample_method_input) for img in items]

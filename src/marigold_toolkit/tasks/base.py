@@ -217,6 +217,24 @@ class Task(ABC):
         """Post-process ``[T, C, H, W]`` after resizing to the output size (default: clip to [0, 1])."""
         return prediction.clip(0.0, 1.0)
 
+    # -- high-resolution tiling ---------------------------------------------------------------------------------
+    @property
+    def supports_tiling(self) -> bool:
+        """Whether the task defines :meth:`align_tile` (high-resolution tiling)."""
+        return type(self).align_tile is not Task.align_tile
+
+    def align_tile(self, target: str, tile: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, float]:
+        """Bring one target of a tile predicted on its own (``[h, w]`` or ``[h, w, C]``) onto the global
+        prediction ``reference`` over the same pixels, for blending tiles into a high-resolution prediction.
+
+        Returns:
+            ``(aligned tile, factor)``: the factor scales the tile's uncertainty.
+
+        Raises:
+            TaskError: the task defines no tiling (the default).
+        """
+        raise TaskError(f"{self.name}: high-resolution tiling is not defined for this task")
+
     # -- ensembling ---------------------------------------------------------------------------------------------
     def check_reduction(self, reduction: str) -> None:
         if reduction not in self.reductions:

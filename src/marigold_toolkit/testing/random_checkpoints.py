@@ -190,12 +190,16 @@ def build_random_checkpoint(
 def build_random_sd2_base(out_dir: str | Path, size: str = "tiny", seed: int = 0) -> Path:
     """A random Stable Diffusion 2 style text-to-image checkpoint (4-channel UNet, v-prediction DDIM scheduler)
     in diffusers' ``StableDiffusionPipeline`` layout: the starting point of Marigold fine-tuning in tests."""
+    return _save_stable_diffusion_layout(Path(out_dir), size, seed, 1, {}, in_channels=4, out_channels=4)
+
+
+def _save_stable_diffusion_layout(out_dir: Path, size: str, seed: int, n_targets: int,
+                                  scheduler_kwargs: dict[str, Any], **unet_channels: int) -> Path:
+    """Random modules saved as diffusers' ``StableDiffusionPipeline`` (DDIM, SD2 settings + ``scheduler_kwargs``)."""
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
-    out_dir = Path(out_dir)
-    unet, vae, text_encoder, tokenizer, tok_src = _random_modules(out_dir, size, seed, 1, in_channels=4,
-                                                                  out_channels=4)
-    scheduler = DDIMScheduler(**SD2_SCHEDULER_CONFIG)
+    unet, vae, text_encoder, tokenizer, tok_src = _random_modules(out_dir, size, seed, n_targets, **unet_channels)
+    scheduler = DDIMScheduler(**SD2_SCHEDULER_CONFIG, **scheduler_kwargs)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
@@ -239,14 +243,4 @@ def build_random_e2e_ft_checkpoint(out_dir: str | Path, n_targets: int = 1, size
     """A random checkpoint in the published E2E-FT layout (``GonzaloMG/marigold-e2e-ft-depth``, ``-normals``):
     diffusers' ``StableDiffusionPipeline`` folder (so ``model_index.json`` names no task) holding a Marigold UNet
     (``4 (1 + n_targets)`` input channels) and a DDIM scheduler with trailing spacing and v-prediction."""
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
-
-    out_dir = Path(out_dir)
-    unet, vae, text_encoder, tokenizer, tok_src = _random_modules(out_dir, size, seed, n_targets)
-    scheduler = DDIMScheduler(**SD2_SCHEDULER_CONFIG, timestep_spacing="trailing")
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
-    pipe.save_pretrained(out_dir, safe_serialization=True)
-    _finish_tokenizer(out_dir, tok_src, False)
-    return out_dir
+    return _save_stable_diffusion_layout(Path(out_dir), size, seed, n_targets, {"timestep_spacing": "trailing"})

@@ -23,7 +23,7 @@ from ...io.dataset_files import DataSource, read_exr_rgb, read_npy, read_png_dep
 from ...visualize import apply_colormap
 from ..base import ErrorMap, Task, TaskError, _batch_mask, _sample_mask, as_target_dict
 from ..registry import register_task
-from .alignment import align_depth
+from .alignment import align_depth, align_depth_least_squares
 from .ensemble import ensemble_depth
 from .export import extra_file_names, write_depth_extras
 from .metrics import DEPTH_METRIC_KEYS, depth_metrics
@@ -215,6 +215,23 @@ class DepthTask(Task):
         self.check_reduction(kwargs.get("reduction", "median"))
         return ensemble_depth(members[:, 0], self.scale_invariant, self.shift_invariant, output_uncertainty,
                               **kwargs)
+
+    # -- high-resolution tiling
+    def align_tile(self, target: str, tile: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, float]:
+        """Least-squares scale and shift (scale only for a scale-invariant model) of the tile's depth to the global
+        prediction over the tile (:func:`~.alignment.align_depth_least_squares`). A fit that flips or flattens the tile (scale <= 0,
+        e.g. a constant tile) keeps the global prediction there."""
+        if not self.scale_invariant and not self.shift_invariant:
+            return tile, 1.0  # metric depth: tiles need no alignment
+        if self.shift_invariant:
+            aligned, scale, _ = align_depth_least_squares(tile, reference, np.ones(tile.shape, dtype=bool))
+        else:  # scale only
+            t64 = np.asarray(tile, dtype=np.float64)
+            scale = float((t64 * reference).sum() / max((t64 * t64).sum(), 1e-12))
+            aligned = (t64 * scale).astype(np.float32)
+        if not (np.isfinite(scale) and scale > 0):
+            return np.asarray(reference, dtype=np.float32).copy(), 0.0
+        return aligned, scale
 
     # -- training
     def training_targets(self, batch, valid_mask, device):
