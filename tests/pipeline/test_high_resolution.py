@@ -151,6 +151,12 @@ def test_predictor_high_resolution_equals_its_parts(depth_predictor):
     again = depth_predictor.predict(img, num_inference_steps=1, processing_resolution=32, seed=5, batch_size=1,
                                     high_resolution=hr)
     np.testing.assert_allclose(again.targets["depth"], out.targets["depth"], atol=1e-5)  # chunking changes nothing
+    # the predictor-level default, and switching it off per call
+    hr_default = Predictor(depth_predictor.components, high_resolution=hr)
+    np.testing.assert_allclose(hr_default.predict(img, num_inference_steps=1, processing_resolution=32, seed=5,
+                                                  batch_size=2).targets["depth"], out.targets["depth"], atol=1e-6)
+    off = hr_default.predict(img, num_inference_steps=1, processing_resolution=32, seed=5, high_resolution=False)
+    np.testing.assert_array_equal(off.targets["depth"], glob.targets["depth"])
 
 
 def test_high_resolution_uncertainty_and_errors(depth_predictor, checkpoints):

@@ -77,7 +77,7 @@ def predict_high_resolution(
         raise ValueError(f"high-resolution prediction is not defined for the {task.name} task")
     H, W = image.shape[-2:]
     tile = hr.tile_size or processing_resolution
-    common = dict(kwargs, batch_size=batch_size, output_uncertainty=output_uncertainty)
+    common = dict(kwargs, batch_size=batch_size, output_uncertainty=output_uncertainty, high_resolution=False)
     glob = predictor.predict(image, processing_resolution=processing_resolution, match_input_resolution=True,
                              seed=seed, **common)
     tiles = tile_grid(H, W, tile, hr.overlap)

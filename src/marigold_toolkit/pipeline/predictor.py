@@ -56,8 +56,9 @@ class Predictor:
         onnx_dir: str | Path | None = None,
         vae_tile_size: int | None = None,
         channels_last: bool = False,
+        high_resolution: HighResolution | bool | None = None,
     ):
-        """Wrap loaded components; ``backend`` and ``onnx_dir`` as in :meth:`from_pretrained`."""
+        """Wrap loaded components; the other arguments as in :meth:`from_pretrained`."""
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; use one of {BACKENDS}")
         if backend == "onnx" and vae_tiling:
@@ -76,6 +77,7 @@ class Predictor:
         if channels_last and backend == "onnx":
             raise BackendError("channels_last applies to the torch backends (eager, compile), not onnx")
         self.channels_last = bool(channels_last)
+        self.high_resolution = high_resolution
         if self.channels_last:
             self.unet.to(memory_format=torch.channels_last)
             self.vae.to(memory_format=torch.channels_last)
@@ -100,6 +102,7 @@ class Predictor:
         vae_tile_size: int | None = None,
         channels_last: bool = False,
         task: str | None = None,
+        high_resolution: HighResolution | bool | None = None,
     ) -> Predictor:
         """Load a checkpoint: hub id (``"prs-eth/marigold-normals-v1-1"``), registry alias or local folder.
 
@@ -120,6 +123,7 @@ class Predictor:
                 level (< 1e-4 of the default layout).
             task: the task where the checkpoint's layout does not tell it (the E2E-FT checkpoints are saved as a
                 Stable Diffusion pipeline; their registry aliases name it).
+            high_resolution: the default of :meth:`predict`'s ``high_resolution`` (global pass + aligned tiles).
         """
         if compile and backend not in ("eager", "compile"):
             raise ValueError(f"compile=True conflicts with backend={backend!r}")
@@ -130,7 +134,7 @@ class Predictor:
             raise ValueError(f"unknown backend {backend!r}; use one of {BACKENDS}")
         return cls(load_components(model, dtype=dtype, device=device, variant=variant, revision=revision, task=task),
                    vae_tiling=vae_tiling, backend=backend, onnx_dir=onnx_dir, vae_tile_size=vae_tile_size,
-                   channels_last=channels_last)
+                   channels_last=channels_last, high_resolution=high_resolution)
 
     # -- fast tier --------------------------------------------------------------------------------------------
     def compile_models(self, mode: str | None = None, backend: str = "inductor") -> Predictor:
@@ -277,6 +281,7 @@ class Predictor:
             high_resolution: ``True`` or a :class:`~.high_resolution.HighResolution` (overlap, tile size): a
                 global pass at the processing resolution refined by overlapping native-resolution tiles aligned to
                 it (:func:`~.high_resolution.predict_high_resolution`; depth). Takes ``seed``, not ``generator``.
+                Default (``None``): the predictor's ``high_resolution``; ``False`` turns it off.
 
         Returns:
             A :class:`MarigoldOutput` for a single image, a list for a list.
@@ -306,6 +311,8 @@ class Predictor:
         if noise == "zeros" and ensemble_size > 1:
             logger.warning("zero initial noise makes every ensemble member the same; use ensemble_size 1")
 
+        if high_resolution is None:
+            high_resolution = self.high_resolution
         if high_resolution:
             hr = high_resolution if isinstance(high_resolution, HighResolution) else HighResolution()
             if not match_input_resolution:
