@@ -120,7 +120,7 @@ def read_spec(path: Path, source: str | None = None, task: str | None = None,
             task_cls = get_task(task)
         if task is not None and task_cls.name != task:
             raise TaskError(f"{path}: the checkpoint is a {task_cls.name} pipeline, not {task}")
-        spec_task = task_cls.from_model_index(index, where)
+        spec_task = task_cls.from_model_index(index, where)  # `task` stays the caller's hint
     except TaskError as exc:
         raise CheckpointError(f"{exc}" + ("" if task else "; pass the task (--task) for a checkpoint saved "
                                           "in another layout")) from exc
@@ -130,16 +130,15 @@ def read_spec(path: Path, source: str | None = None, task: str | None = None,
         noise = "zeros" if index.get("_class_name") == STABLE_DIFFUSION_CLASS else "gaussian"
     if noise not in INITIAL_NOISE:
         raise CheckpointError(f"{where}: initial_noise {noise!r} is not one of {INITIAL_NOISE}")
-    task = spec_task
 
     latent_channels = int(vae_cfg.get("latent_channels", 4))
     out_channels = int(unet_cfg.get("out_channels", 4))
     in_channels = int(unet_cfg.get("in_channels", 4))
-    expected_out = latent_channels * task.n_targets
+    expected_out = latent_channels * spec_task.n_targets
     if out_channels != expected_out or in_channels != latent_channels + expected_out:
         raise CheckpointError(
             f"{path}/unet/config.json: in/out channels {in_channels}/{out_channels} do not match "
-            f"{task.n_targets} target(s) {task.target_names} with {latent_channels} latent channels "
+            f"{spec_task.n_targets} target(s) {spec_task.target_names} with {latent_channels} latent channels "
             f"(expected {latent_channels + expected_out}/{expected_out})"
         )
 
@@ -159,7 +158,7 @@ def read_spec(path: Path, source: str | None = None, task: str | None = None,
     return MarigoldSpec(
         path=path,
         source=source or str(path),
-        task=task,
+        task=spec_task,
         prediction_type=index.get("prediction_type"),
         default_denoising_steps=opt_int("default_denoising_steps"),
         default_processing_resolution=opt_int("default_processing_resolution"),

@@ -48,6 +48,11 @@ def _tile_seed(seed: int | None, k: int) -> int | None:
     return None if seed is None else int(seed) + 1 + k
 
 
+def _per_pixel(weights: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """``[H, W]`` weights shaped to multiply or divide ``like`` (``[H, W]`` or ``[H, W, C]``)."""
+    return weights if like.ndim == 2 else weights[..., None]
+
+
 def predict_high_resolution(
     predictor: Any,
     image: torch.Tensor,
@@ -87,7 +92,7 @@ def predict_high_resolution(
     wsum = np.zeros((H, W), dtype=np.float64)
     for start in range(0, len(tiles), batch_size):
         chunk = tiles[start : start + batch_size]
-        crops = [image[..., t.y0 : t.y0 + t.h, t.x0 : t.x0 + t.w] for t in chunk]
+        crops = [image[(..., *t.slices)] for t in chunk]
         seeds = None if seed is None else [_tile_seed(seed, start + j) for j in range(len(chunk))]
         outs = predictor.predict(crops, processing_resolution=0, match_input_resolution=True, seed=seeds, **common)
         for t, out in zip(chunk, outs):
@@ -96,16 +101,16 @@ def predict_high_resolution(
             wsum[ys, xs] += w
             for name, pred in out.targets.items():
                 aligned, factor = task.align_tile(name, pred, glob.targets[name][ys, xs])
-                acc[name][ys, xs] += (w if aligned.ndim == 2 else w[..., None]) * aligned
+                acc[name][ys, xs] += _per_pixel(w, aligned) * aligned
                 if acc_unc is not None:
                     u = out.uncertainty[name] * abs(factor)
-                    acc_unc[name][ys, xs] += (w if u.ndim == 2 else w[..., None]) * u
+                    acc_unc[name][ys, xs] += _per_pixel(w, u) * u
     targets, uncertainty = {}, ({} if acc_unc is not None else None)
     for name, total in acc.items():
-        blended = total / (wsum if total.ndim == 2 else wsum[..., None])
+        blended = total / _per_pixel(wsum, total)
         targets[name] = chw_to_hwc(task.finalize(to_chw(blended.astype(np.float32))[None])[0])
         if acc_unc is not None:
-            u = acc_unc[name] / (wsum if acc_unc[name].ndim == 2 else wsum[..., None])
+            u = acc_unc[name] / _per_pixel(wsum, acc_unc[name])
             uncertainty[name] = u.astype(np.float32)
     settings = dict(glob.settings, high_resolution={**asdict(hr), "tile_size": tile, "tiles": len(tiles)})
     return MarigoldOutput(task=glob.task, targets=targets, uncertainty=uncertainty, input_size=(H, W),

@@ -322,9 +322,7 @@ class Predictor:
                 raise ValueError("high_resolution needs a processing_resolution > 0 for its global pass")
             if generator is not None:
                 raise ValueError("high_resolution takes seed, not generator (each tile gets a seed of its own)")
-            seeds = list(seed) if isinstance(seed, (list, tuple)) else [seed] * len(items)
-            if len(seeds) != len(items):
-                raise ValueError(f"{len(seeds)} seeds for {len(items)} images")
+            seeds = list(seed) if isinstance(seed, (list, tuple)) else [seed] * len(items)  # counted by make_generators
             outs = [predict_high_resolution(
                 self, _as_tensor(item), hr, res, seed=s, batch_size=batch_size, output_uncertainty=output_uncertainty,
                 num_inference_steps=steps, ensemble_size=ensemble_size, resample_method_input=resample_method_input,

@@ -153,6 +153,11 @@ class Task(ABC):
     per_target_metrics: ClassVar[bool] = False
     #: ``marigold predict`` options that make this task write extra files (:meth:`extra_files`)
     extra_options: ClassVar[tuple[str, ...]] = ()
+    #: the range of a target's values; 16-bit encodings (label shards, server answers) map it to 0..65535
+    value_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+    #: the range of an uncertainty map's values (the built-in ensembles' spreads and mean angles / pi; 16-bit
+    #: encodings clip above it)
+    uncertainty_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
 
     def __init__(self, target_names: Sequence[str] | None = None):
         names = [self.name] if target_names is None else [str(t) for t in target_names]

@@ -20,6 +20,7 @@ from ...core.augment import draw_flip
 from ...core.checks import check_shape, shape_matches
 from ...core.image import hflip, resize_prediction, resize_raster, rgb_uint8_to_tensor, to_chw
 from ...io.dataset_files import DataSource, read_exr_rgb, read_npy, read_png_depth
+from ...io.files import quantize_uint16
 from ...visualize import apply_colormap
 from ..base import ErrorMap, Task, TaskError, _batch_mask, _sample_mask, as_target_dict
 from ..registry import register_task
@@ -47,7 +48,7 @@ def depth_to_uint16(depth: np.ndarray) -> np.ndarray:
     """
     depth = np.asarray(depth, dtype=np.float32)
     check_shape(depth, "H W", "depth")
-    return (np.clip(depth, 0.0, 1.0) * 65535).astype(np.uint16)
+    return quantize_uint16(depth, (0.0, 1.0))
 
 
 # -- ground truth -----------------------------------------------------------------------------------------------

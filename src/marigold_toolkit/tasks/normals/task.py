@@ -54,6 +54,7 @@ class NormalsTask(Task):
     index_fields = ("use_full_z_range",)
     channels = 3
     reductions = ("closest", "mean")
+    value_range = (-1.0, 1.0)
     metric_keys = NORMALS_METRIC_KEYS
     report_keys = ("mean_angular_error", "median_angular_error", "within_5", "within_7.5", "within_11.25",
                    "within_22.5", "within_30")
