@@ -621,3 +621,49 @@ def test_find_images_explicit_non_image_file_is_kept_and_fails_later(tmp_path):
 
 def test_find_images_empty_input():
     assert find_images([]) == ([], [])
+
+
+def test_bytes_source_reads_like_the_file(tmp_path):
+    arr = _noise(20, 30)
+    data = _encode(Image.fromarray(arr), "PNG")
+    np.testing.assert_array_equal(load_image(data), arr)
+    np.testing.assert_array_equal(load_image(bytearray(data)), arr)
+    p = tmp_path / "x.png"
+    p.write_bytes(data)
+    np.testing.assert_array_equal(load_image(data), load_image(p))
+
+
+@pytest.mark.parametrize("data, reason", [
+    (b"", "empty file"),
+    (b"hello, not an image", "not a recognised image"),
+    (_png_claiming_size(100_000, 100_000), "limit"),
+])
+def test_bad_bytes_are_one_line_errors(data, reason):
+    with pytest.raises(ImageReadError, match=reason) as err:
+        load_image(data)
+    assert "\n" not in str(err.value)
+
+
+def test_truncated_bytes():
+    full = _encode(Image.fromarray(_noise(64, 64)), "JPEG")
+    with pytest.raises(ImageReadError, match="truncated"):
+        load_image(full[: len(full) // 2])
+
+
+def test_concurrent_decoding_keeps_pillows_limit():
+    from concurrent.futures import ThreadPoolExecutor
+
+    limit = Image.MAX_IMAGE_PIXELS
+    data = _encode(Image.fromarray(_noise(64, 64)), "PNG")
+    bomb = _png_claiming_size(100_000, 100_000)
+
+    def one(k):
+        try:
+            return load_image(bomb if k % 2 else data).shape
+        except ImageReadError:
+            return "refused"
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(64)))
+    assert results.count("refused") == 32 and results.count((64, 64, 3)) == 32
+    assert Image.MAX_IMAGE_PIXELS == limit

@@ -7,7 +7,9 @@ converted to RGB: grayscale, 16-bit, palette, RGBA (alpha dropped), CMYK, EXIF-r
 
 from __future__ import annotations
 
+import io
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -19,6 +21,11 @@ IMAGE_EXTENSIONS = (
 )
 #: Inputs with more pixels than this are refused (a 4000x3000 photo has 12 MP).
 MAX_PIXELS = 100_000_000
+
+
+#: Pillow's pixel limit and the warning filters are process-wide: decoding holds this lock while it changes them
+#: (a server decodes uploads in several threads)
+_PIL_GLOBALS = threading.Lock()
 
 
 class ImageReadError(Exception):
@@ -53,25 +60,38 @@ def pil_to_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
-def open_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Open ``path`` as a fully decoded, EXIF-oriented PIL image (first frame of animations).
+def open_image(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open ``source`` (a path, or the bytes of an image file: an upload, a Parquet cell) as a fully decoded,
+    EXIF-oriented PIL image (first frame of animations). The pixel limit is checked on the header, before
+    anything is decoded (decompression bombs).
 
     Raises:
         ImageReadError: missing, a directory, empty, not an image, truncated/corrupt, or over ``max_pixels``.
     """
-    p = Path(path)
-    if not p.exists():
-        raise ImageReadError("no such file")
-    if p.is_dir():
-        raise ImageReadError("is a directory, not an image file")
-    if p.stat().st_size == 0:
-        raise ImageReadError("empty file (0 bytes)")
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise ImageReadError("empty file (0 bytes)")
+        opened = io.BytesIO(bytes(source))
+    else:
+        p = Path(source)
+        if not p.exists():
+            raise ImageReadError("no such file")
+        if p.is_dir():
+            raise ImageReadError("is a directory, not an image file")
+        if p.stat().st_size == 0:
+            raise ImageReadError("empty file (0 bytes)")
+        opened = p
+    with _PIL_GLOBALS:
+        return _decode(opened, max_pixels)
+
+
+def _decode(opened: io.BytesIO | Path, max_pixels: int) -> Image.Image:
     old_limit = Image.MAX_IMAGE_PIXELS
     try:
         Image.MAX_IMAGE_PIXELS = None  # we apply our own limit before decoding
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            img = Image.open(p)
+            img = Image.open(opened)
             w, h = img.size
             if w * h > max_pixels or w <= 0 or h <= 0:
                 raise ImageReadError(f"image is {w}x{h} = {w * h / 1e6:.0f} MP, over the limit of {max_pixels / 1e6:.0f} MP")
@@ -96,9 +116,10 @@ def open_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.I
     return img
 
 
-def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Read ``path`` into an ``HxWx3`` array (uint8, uint16 for 16-bit files, or float32 in [0, 1])."""
-    img = open_image(path, max_pixels)
+def load_image(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read ``source`` (a path or an image file's bytes) into an ``HxWx3`` array (uint8, uint16 for 16-bit
+    files, or float32 in [0, 1])."""
+    img = open_image(source, max_pixels)
     try:
         return pil_to_array(img)
     except ImageReadError:
