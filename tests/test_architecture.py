@@ -25,7 +25,7 @@ PACKAGE = "marigold_toolkit"
 LAZY_OK = ("diffusers", "transformers", "accelerate", "huggingface_hub", "scipy", "matplotlib", "onnx",
            "onnxruntime", "mitsuba", "OpenEXR", "cv2", "lpips", "tensorboardX", "trimesh", "torch._dynamo",
            "torch.utils.tensorboard", "torch.utils.flop_counter", "ray", "pyarrow", "fsspec", "fastapi", "uvicorn",
-           "starlette", "gradio", "gradio_client", "httpx", "multipart", "playwright", "av")
+           "starlette", "gradio", "gradio_client", "httpx", "python_multipart", "prometheus_client", "playwright", "av")
 
 TASK_BRANCH = re.compile(r'(==|!=) *"(depth|normals|intrinsics)"|"(depth|normals|intrinsics)" *(==|!=)'
                          r'|in [([{] *"(depth|normals|intrinsics)"')

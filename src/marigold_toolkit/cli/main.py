@@ -10,7 +10,7 @@ from .. import __version__
 from ..checkpoints.registry import list_models
 from ..evaluation.datasets import BENCHMARKS
 from ..synth import cli as synth_cli
-from . import complete, evaluate, export, predict, pretrain, train
+from . import complete, evaluate, export, predict, pretrain, serve, train
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parser(sub)
     pretrain.add_parser(sub)
     export.add_parser(sub)
+    serve.add_parser(sub)
     synth_cli.add_parser(sub)
     models = sub.add_parser("models", help="list the registered model aliases")
     models.set_defaults(func=_list_models)

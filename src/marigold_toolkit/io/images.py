@@ -32,6 +32,10 @@ class ImageReadError(Exception):
     """An input cannot be used as an image. ``str(err)`` is a one-line reason."""
 
 
+class ImageTooLargeError(ImageReadError):
+    """The image's header claims more pixels than the limit (nothing was decoded)."""
+
+
 def is_image_path(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
@@ -94,7 +98,7 @@ def _decode(opened: io.BytesIO | Path, max_pixels: int) -> Image.Image:
             img = Image.open(opened)
             w, h = img.size
             if w * h > max_pixels or w <= 0 or h <= 0:
-                raise ImageReadError(f"image is {w}x{h} = {w * h / 1e6:.0f} MP, over the limit of {max_pixels / 1e6:.0f} MP")
+                raise ImageTooLargeError(f"image is {w}x{h} = {w * h / 1e6:.0f} MP, over the limit of {max_pixels / 1e6:.0f} MP")
             if getattr(img, "n_frames", 1) > 1:
                 img.seek(0)
             img.load()
