@@ -150,3 +150,15 @@ def test_usage_errors_exit_2_with_one_line(capsys, depth_ckpt, flags, message):
     args = ["serve", "--model", str(depth_ckpt), *flags] if flags[0] != "--model" else ["serve", *flags]
     rc, _, err = run_cli(capsys, *args)
     assert rc == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--model", "/no/such/folder"], "--model /no/such/folder"),
+    (["--examples", "/no/such/folder"], "--examples /no/such/folder: no such folder"),
+    (["--port", "0"], "--port 0"),
+])
+def test_app_usage_errors_exit_2_with_one_line(capsys, depth_ckpt, flags, message):
+    pytest.importorskip("gradio")
+    args = ["app", *flags] if flags[0] == "--model" else ["app", "--model", str(depth_ckpt), *flags]
+    rc, _, err = run_cli(capsys, *args)
+    assert rc == 2 and message in err and len(err.strip().splitlines()) == 1, err

@@ -12,11 +12,14 @@ import logging
 import os
 import re
 import sys
+from pathlib import Path
 
 from ..checkpoints.model_index import read_spec
 from ..checkpoints.resolve import CheckpointError, resolve_checkpoint_path
 from ..pipeline.predictor import Predictor
+from ..io.images import find_images
 from ..serve.api import ServeConfig, create_app
+from ..serve.app import build_app, launch_app
 from ..serve.server import run_server
 from .predict import EXIT_OK, EXIT_USAGE
 
@@ -61,6 +64,15 @@ def add_parser(sub) -> None:
                    help="largest 'processing_resolution' (and native size) a request may ask (default: %(default)s)")
     p.set_defaults(func=run)
 
+    a = sub.add_parser("app", help="web app (Gradio): upload a photo, see and download the predictions",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_arguments(a)
+    a.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    a.add_argument("--port", type=int, default=7860, help="port (default: %(default)s)")
+    a.add_argument("--examples", type=Path, metavar="DIR",
+                   help="folder of example photos offered in the app (default: ./examples when it exists)")
+    a.set_defaults(func=run_app)
+
 
 def model_loaders(args: argparse.Namespace) -> tuple[dict, str | None]:
     """Model name -> loader, each checked (resolved and its ``model_index.json`` read) now, or a usage problem."""
@@ -77,6 +89,41 @@ def model_loaders(args: argparse.Namespace) -> tuple[dict, str | None]:
             Predictor.from_pretrained, name, dtype=args.dtype, device=args.device,
             backend="compile" if args.fast else "eager", channels_last=args.fast)
     return loaders, None
+
+
+def _first_defaults(name: str) -> dict[str, int]:
+    spec = read_spec(resolve_checkpoint_path(name), source=name)
+    out = {}
+    if spec.default_denoising_steps:
+        out["steps"] = spec.default_denoising_steps
+    if spec.default_processing_resolution is not None:
+        out["processing_resolution"] = spec.default_processing_resolution
+    return out
+
+
+def run_app(args: argparse.Namespace) -> int:
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        print("error: marigold app needs Gradio: pip install \"marigold-toolkit[app]\"", file=sys.stderr)
+        return EXIT_USAGE
+    if not 0 < args.port < 65536:
+        print(f"error: --port {args.port}: must lie in 1..65535", file=sys.stderr)
+        return EXIT_USAGE
+    loaders, problem = model_loaders(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    folder = args.examples if args.examples is not None else Path("examples")
+    if args.examples is not None and not folder.is_dir():
+        print(f"error: --examples {folder}: no such folder", file=sys.stderr)
+        return EXIT_USAGE
+    examples, _ = find_images([folder]) if folder.is_dir() else ([], [])
+    demo = build_app(loaders, examples=examples, defaults=_first_defaults(next(iter(loaders))))
+    logger.warning("app on http://%s:%d", args.host, args.port)
+    launch_app(demo, host=args.host, port=args.port)
+    return EXIT_OK
 
 
 def run(args: argparse.Namespace) -> int:
