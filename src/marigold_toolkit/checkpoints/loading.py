@@ -179,6 +179,16 @@ def slow_half_precision_warning(dtype: torch.dtype, device: torch.device) -> str
             f"slower than float32; use dtype float32 here (half precision pays off on GPUs and AVX-512/AMX CPUs)")
 
 
+def load_spec(model: str | Path, variant: str | None = None, revision: str | None = None,
+              task: str | None = None) -> MarigoldSpec:
+    """What ``model`` (hub id, alias or folder) predicts and how, from its configs only (no weights are read): the
+    spec :func:`load_components` loads the weights for. Arguments as there."""
+    path = resolve_checkpoint_path(str(model), variant=variant, revision=revision)
+    entry = lookup_model(str(model))
+    return read_spec(path, source=str(model), task=task or (entry.task if entry else None),
+                     initial_noise=entry.initial_noise if entry else None)
+
+
 def load_components(
     model: str | Path,
     dtype: str | torch.dtype | None = None,
@@ -200,10 +210,8 @@ def load_components(
 
     torch_dtype = parse_dtype(dtype)
     dev = resolve_device(device)
-    path = resolve_checkpoint_path(str(model), variant=variant, revision=revision)
-    entry = lookup_model(str(model))
-    spec = read_spec(path, source=str(model), task=task or (entry.task if entry else None),
-                     initial_noise=entry.initial_noise if entry else None)
+    spec = load_spec(model, variant=variant, revision=revision, task=task)
+    path = spec.path
     try:
         unet = UNet2DConditionModel.from_pretrained(
             path / "unet", torch_dtype=torch_dtype, variant=_pick_variant(path / "unet", variant),
@@ -226,5 +234,5 @@ def load_components(
     return MarigoldComponents(spec, unet, vae, scheduler, embedding.to(dev), torch_dtype, dev)
 
 
-__all__ = ["MarigoldComponents", "load_components", "compute_empty_text_embedding", "parse_dtype", "resolve_device",
-           "enable_vae_tiling", "vae_stride"]
+__all__ = ["MarigoldComponents", "load_components", "load_spec", "compute_empty_text_embedding", "parse_dtype",
+           "resolve_device", "enable_vae_tiling", "vae_stride"]

@@ -14,8 +14,8 @@ import re
 import sys
 from pathlib import Path
 
-from ..checkpoints.model_index import read_spec
-from ..checkpoints.resolve import CheckpointError, resolve_checkpoint_path
+from ..checkpoints.loading import load_spec
+from ..checkpoints.resolve import CheckpointError
 from ..pipeline.predictor import Predictor
 from ..io.images import find_images
 from ..serve.api import ServeConfig, create_app
@@ -82,7 +82,7 @@ def model_loaders(args: argparse.Namespace) -> tuple[dict, str | None]:
     loaders = {}
     for name in names:
         try:
-            read_spec(resolve_checkpoint_path(name), source=name)
+            load_spec(name)
         except (CheckpointError, OSError, ValueError) as exc:
             return {}, f"--model {name}: {str(exc).splitlines()[0]}"
         loaders[name] = functools.partial(
@@ -92,7 +92,7 @@ def model_loaders(args: argparse.Namespace) -> tuple[dict, str | None]:
 
 
 def _first_defaults(name: str) -> dict[str, int]:
-    spec = read_spec(resolve_checkpoint_path(name), source=name)
+    spec = load_spec(name)
     out = {}
     if spec.default_denoising_steps:
         out["steps"] = spec.default_denoising_steps
