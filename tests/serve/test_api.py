@@ -311,3 +311,23 @@ def test_bad_requests_leave_memory_at_baseline(client, photo):
         assert r.status_code in (400, 413)
     assert rss_mb() - base < 40, (base, rss_mb())
     assert _post(client, png_bytes_of(photo), steps=1, processing_resolution=64).status_code == 200
+
+
+class FailingPredictor(GatedPredictor):
+    def predict(self, images, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB\nsecond line")
+
+
+def test_a_failed_model_call_is_a_json_500_and_the_server_goes_on(predictors, photo):
+    from fastapi.testclient import TestClient
+
+    from marigold_toolkit.serve.api import ServeConfig, create_app
+
+    failing = FailingPredictor(predictors["depth"], threading.Event())
+    with TestClient(create_app({"bad": lambda: failing, "depth": lambda: predictors["depth"]},
+                               ServeConfig(max_wait_ms=0))) as c:
+        wait_ready(c)
+        r = _post(c, png_bytes_of(photo), steps=1, processing_resolution=64)
+        assert r.status_code == 500
+        assert r.json() == {"error": "prediction failed: CUDA out of memory. Tried to allocate 20.00 GiB"}
+        assert _post(c, png_bytes_of(photo), model="depth", steps=1, processing_resolution=64).status_code == 200
