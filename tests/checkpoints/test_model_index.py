@@ -61,7 +61,9 @@ def test_trainer_spec_round_trip(checkpoints, tmp_path, layout, task, targets, p
 
 
 def test_task_specific_fields_are_read_by_the_task(checkpoints, tmp_path):
-    cases = {"depth-v1-1": (DepthTask, {"scale_invariant": True, "shift_invariant": True}),
+    cases = {"depth-v1-1": (DepthTask, {"prediction_type": "depth", "scale_invariant": True, "shift_invariant": True}),
+             "depth-disparity-v1-1": (DepthTask, {"prediction_type": "disparity", "scale_invariant": True,
+                                                  "shift_invariant": True}),
              "normals-v1-1": (NormalsTask, {"use_full_z_range": True}),
              "iid-lighting-v1-1": (IntrinsicsTask, None)}
     for layout, (cls, fields) in cases.items():

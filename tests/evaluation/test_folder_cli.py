@@ -129,6 +129,26 @@ def test_disparity_alignment_on_folder(tmp_path, capsys):
     assert json.loads(out.read_text())["abs_rel"] == pytest.approx(0, abs=1e-5)
 
 
+def test_disparity_files_are_scored_as_disparity_by_default(tmp_path, capsys):
+    """``<stem>_disparity.npy`` predictions (a disparity model's files) are read as disparity and aligned in
+    disparity space unless --alignment says otherwise."""
+    pred_dir, gt_dir = tmp_path / "p", tmp_path / "g"
+    pred_dir.mkdir()
+    gt_dir.mkdir()
+    gt = np.linspace(1, 5, 48, dtype=np.float32).reshape(6, 8)
+    np.save(gt_dir / "a.npy", gt)
+    np.save(pred_dir / "a_disparity.npy", (0.5 / gt + 0.1).astype(np.float32))
+    out = tmp_path / "r.json"
+    base = ["evaluate", "--task", "depth", "--predictions", str(pred_dir), "--ground-truth", str(gt_dir)]
+    code, cap = _run(base + ["--output", str(out)], capsys)
+    assert code == 0, cap.err
+    report = json.loads(out.read_text())
+    assert report["num_images"] == 1 and report["abs_rel"] == pytest.approx(0, abs=1e-5)
+    assert report["settings"]["alignment"] == "least_squares_disparity"
+    code, cap = _run(base + ["--alignment", "least_squares", "--output", str(out)], capsys)
+    assert code == 0 and json.loads(out.read_text())["abs_rel"] > 0.05
+
+
 def _angles_deg(p, g):
     pn = p / np.linalg.norm(p, axis=-1, keepdims=True)
     gn = g / np.linalg.norm(g, axis=-1, keepdims=True)

@@ -21,6 +21,29 @@ def _run(args, capsys):
     return code, SimpleNamespace(out=out, err=err)
 
 
+def test_disparity_model_is_aligned_in_disparity_space_by_default(tmp_path, checkpoints, capsys):
+    data = tmp_path / "nyu"
+    make_nyu(data)
+    out = tmp_path / "eval"
+    args = ["evaluate", "--benchmark", "nyu_v2", "--data-dir", str(data), "--model",
+            str(checkpoints["depth-disparity-v1-1"]), "--processing-resolution", "32", "--ensemble", "1",
+            "--output-dir", str(out)]
+    code, cap = _run(args, capsys)
+    assert code == 0, cap.err
+    report = json.loads((out / "report.json").read_text())
+    assert report["settings"]["alignment"] == "least_squares_disparity"
+    cache = out / "predictions" / report["prediction_cache"].split("/")[-1]
+    bench = get_benchmark("nyu_v2", data)
+    per = []
+    for sample in bench:
+        pred = np.load(cache / f"{sample.stem}_disparity.npy")
+        aligned = align_depth(pred, sample.gt, sample.valid_mask, "least_squares_disparity", 1e-3, 10.0)
+        per.append(depth_metrics(aligned, sample.gt, sample.valid_mask)["abs_rel"])
+    assert report["abs_rel"] == pytest.approx(np.mean(per), rel=1e-6)
+    code, cap = _run(args + ["--alignment", "least_squares"], capsys)  # an explicit choice is kept
+    assert code == 0 and json.loads((out / "report.json").read_text())["settings"]["alignment"] == "least_squares"
+
+
 def test_nyu_benchmark_run_cache_and_resume(tmp_path, checkpoints, capsys):
     data = tmp_path / "nyu"
     make_nyu(data)

@@ -269,6 +269,45 @@ def test_every_task_and_e2e_mode_train_and_save_loadable_checkpoints(base, data,
         assert "_marigold_toolkit" not in index
 
 
+@pytest.mark.parametrize("mode", ["diffusion", "e2e"])
+def test_disparity_training_writes_a_disparity_checkpoint(base, data, tmp_path, mode):
+    """``pipeline.prediction_type: disparity``: targets are the normalised inverse depth, validation aligns in
+    disparity space, and the saved checkpoint says disparity to diffusers and to our loader (same numbers)."""
+    import diffusers
+
+    cfgp = write_config(tmp_path / "c.yaml", base, data, tmp_path / "run", max_iter=3, ckpt_period=3, val_period=3)
+    cfg = load_config(cfgp, ["pipeline.prediction_type=disparity", f"diffusion.mode={mode}",
+                             "validation.max_samples=2"])
+    trainer = Trainer(cfg)
+    assert trainer.task.prediction_space == "disparity" and trainer.task.target_names == ["disparity"]
+    summary = trainer.train()
+    assert all(np.isfinite(summary["losses"])) and list(summary["validation"]) == ["val/folder/abs_rel"]
+    ckpt = Path(summary["checkpoint"])
+    index = json.loads((ckpt / "model_index.json").read_text())
+    assert index["prediction_type"] == "disparity" and index["_class_name"] == "MarigoldDepthPipeline"
+    pred = Predictor.from_pretrained(ckpt)
+    assert pred.task.prediction_space == "disparity"
+    img = Image.open(next((data[1] / "rgb").glob("*.png")))
+    ours = pred.predict(img, processing_resolution=0, seed=0)
+    assert list(ours.targets) == ["disparity"]
+    if mode == "diffusion":
+        pipe = diffusers.MarigoldDepthPipeline.from_pretrained(ckpt)
+        pipe.set_progress_bar_config(disable=True)
+        assert pipe.config.prediction_type == "disparity"
+        ref = pipe(img, num_inference_steps=1, processing_resolution=0,
+                   generator=torch.Generator("cpu").manual_seed(0)).prediction[0, ..., 0]
+        np.testing.assert_allclose(ours.targets["disparity"], ref, atol=1e-4)
+
+
+def test_prediction_type_the_task_does_not_have_is_a_config_error(base, data, tmp_path):
+    from marigold_toolkit.training.config import ConfigError
+
+    cfgp = write_config(tmp_path / "c.yaml", base, data, tmp_path / "run")
+    cfg = load_config(cfgp, ["task=normals", "targets=[normals]", "pipeline.prediction_type=disparity"])
+    with pytest.raises(ConfigError, match="pipeline.prediction_type 'disparity': task normals predicts 'normals'"):
+        Trainer(cfg)
+
+
 @pytest.mark.slow
 def test_two_processes_equal_one_with_the_same_effective_batch(base, data, tmp_path):
     """`accelerate launch --num_processes 2` (gloo on CPU) reaches the weights of one process: each optimizer step

@@ -38,6 +38,15 @@ TOOLKIT_KEY = "_marigold_toolkit"
 INITIAL_NOISE = ("gaussian", "zeros")
 #: ``_class_name`` of a Stable Diffusion layout: an E2E-FT checkpoint when its UNet has Marigold's channels
 STABLE_DIFFUSION_CLASS = "StableDiffusionPipeline"
+#: published pipeline classes that are recognised but not run, and why (a clear error instead of loading a part
+#: of the checkpoint as something it may not be)
+UNSUPPORTED_PIPELINES = {
+    "MarigoldDepthHRPipeline": (
+        "Marigold-HR (prs-eth/marigold-depth-hr-v1-1) is not supported: its second 'boosting' UNet is conditioned "
+        "and tiled as only the hub's own pipeline.py defines (remote code, which this package does not run), and "
+        "no public description fixes those semantics; see README 'Marigold-HR' for what is known. For training-free "
+        "tiling of a depth model use --hr"),
+}
 
 
 @dataclass
@@ -105,6 +114,8 @@ def read_spec(path: Path, source: str | None = None, task: str | None = None,
     """
     path = Path(path)
     index = _read_json(path / "model_index.json")
+    if index.get("_class_name") in UNSUPPORTED_PIPELINES:
+        raise CheckpointError(f"{path}: {UNSUPPORTED_PIPELINES[index['_class_name']]}")
     for comp in REQUIRED_COMPONENTS:
         if not (path / comp).is_dir():
             raise CheckpointError(f"{path}: component folder '{comp}/' is missing")

@@ -61,7 +61,8 @@ def add_parser(sub) -> None:
                    help="intrinsic targets compared after scale alignment (default: %(default)s)")
     c = p.add_argument_group("both")
     c.add_argument("--alignment", choices=ALIGNMENTS + ("least_square", "least_square_disparity"),
-                   help="depth alignment (default: least_squares, or the benchmark's)")
+                   help="depth alignment (default: least squares in the model's / predictions' own space, "
+                        "depth or disparity; a benchmark's protocol otherwise)")
     c.add_argument("--min-depth", type=float, help="depth range lower bound in metres (folder mode)")
     c.add_argument("--max-depth", type=float, help="depth range upper bound in metres (folder mode)")
     c.add_argument("--plots", action="store_true", help="also write error maps and a histogram as PNG")
@@ -96,7 +97,7 @@ def _run_folder(args) -> int:
         return _usage(f"folder mode needs {', '.join(missing)}")
     try:
         report, rows = evaluate_folder(
-            args.task, args.predictions, args.ground_truth, alignment=_alignment(args) or "least_squares",
+            args.task, args.predictions, args.ground_truth, alignment=_alignment(args),
             min_depth=args.min_depth, max_depth=args.max_depth,
             up_to_scale=tuple(t for t in args.up_to_scale.split(",") if t), show_progress=True,
         )
@@ -106,7 +107,7 @@ def _run_folder(args) -> int:
     write_json(out, report)
     write_csv(out.with_name(out.stem + "_per_image.csv"), rows)
     if args.plots:
-        task = get_task(args.task).for_ground_truth_folder(args.ground_truth)
+        task = get_task(args.task).for_folders(args.ground_truth, args.predictions)
         report["plots"] = [str(p) for p in write_plots(out.parent, task, rows, [])]
         write_json(out, report)
     for stem in report["missing_predictions"]:

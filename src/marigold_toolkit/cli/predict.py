@@ -23,6 +23,7 @@ from ..tasks import ImageContext, task_names
 from ..tasks.depth.export import EXPORT_FORMATS
 from ..tasks.depth.geometry import MAX_DEPTH_JUMP
 from ..tasks.depth.metric import FIT_METHODS, FIT_SPACES
+from ..tasks.depth.spaces import PREDICTION_SPACES
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +88,13 @@ def add_export_arguments(p: argparse.ArgumentParser, metric: bool = True) -> Non
         g.add_argument("--sparse-depth", type=Path, metavar="FILE|DIR",
                        help="sparse metric depth: .npy HxW metres (0 = missing), 16-bit PNG in mm, or CSV u,v,depth; "
                             "a folder pairs files by stem; writes <stem>_depth_metric.npy/.json, makes exports metric")
-        g.add_argument("--fit-space", choices=FIT_SPACES, default="depth",
-                       help="fit the scale and shift in depth or disparity space (default: %(default)s)")
+        g.add_argument("--fit-space", choices=FIT_SPACES, default=None,
+                       help="fit the scale and shift in depth or disparity space (default: the model's prediction "
+                            "space)")
+        g.add_argument("--output-space", choices=PREDICTION_SPACES, default=None,
+                       help="also write the prediction converted to this space as <stem>_<space>.npy/.png/"
+                            "_colored.png (default: the model's own space, nothing extra). An affine-invariant "
+                            "prediction has an unknown shift, so this needs --sparse-depth (exit 2 without it)")
         g.add_argument("--fit-method", choices=FIT_METHODS, default="irls",
                        help="robust fit: irls (Huber) or ransac (default: %(default)s)")
 
@@ -182,7 +188,8 @@ def _extra_options(args: argparse.Namespace) -> tuple[dict, str | None]:
     if not args.mesh_max_jump > 0:
         return {}, f"--mesh-max-jump {args.mesh_max_jump}: must be positive"
     return {"export": formats, "intrinsics": args.intrinsics, "fov_x": args.fov_x, "sparse_depth": args.sparse_depth,
-            "fit_space": args.fit_space, "fit_method": args.fit_method, "mesh_max_jump": args.mesh_max_jump}, None
+            "fit_space": args.fit_space, "fit_method": args.fit_method, "mesh_max_jump": args.mesh_max_jump,
+            "output_space": getattr(args, "output_space", None)}, None
 
 
 def _fail(path, reason: str) -> None:
@@ -234,11 +241,16 @@ def run(args: argparse.Namespace) -> int:
                       "model", file=sys.stderr)
                 return EXIT_USAGE
 
-    for option in ("export", "sparse_depth"):
+    for option in ("export", "sparse_depth", "output_space"):
         if extras.get(option) and not any(option in p.task.extra_options for p in predictors):
             flag = "--" + option.replace("_", "-")
             print(f"error: {flag}: none of the models ({args.model}) writes it; it needs a depth model",
                   file=sys.stderr)
+            return EXIT_USAGE
+    for name, predictor in zip(model_names, predictors):
+        problem = predictor.task.extra_options_problem(extras)
+        if problem:
+            print(f"error: model '{name}': {problem}", file=sys.stderr)
             return EXIT_USAGE
 
     if args.reduction:
@@ -254,6 +266,7 @@ def run(args: argparse.Namespace) -> int:
     # outputs, not inputs (explicitly named files are kept).
     out_root = out_dir.resolve()
     own_suffixes = tuple(n for p in predictors for n in p.task.output_files("", True))
+    own_suffixes += tuple(n for p in predictors for n in p.task.extra_files("", extras))  # e.g. converted PNGs
     own_suffixes += ("_preview.png",)
     explicit = {Path(a).resolve() for a in args.inputs if Path(a).is_file()}
     images = [p for p in images if p.resolve() in explicit

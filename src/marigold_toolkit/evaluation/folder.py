@@ -48,7 +48,7 @@ def evaluate_folder(
     task: str,
     predictions: str | Path,
     ground_truth: str | Path,
-    alignment: str = "least_squares",
+    alignment: str | None = None,
     min_depth: float | None = None,
     max_depth: float | None = None,
     up_to_scale: tuple[str, ...] = ("shading", "residual"),
@@ -57,7 +57,8 @@ def evaluate_folder(
     """Score every stem present in both folders with the task registered as ``task``.
 
     ``alignment``, ``min_depth``, ``max_depth`` and ``up_to_scale`` are the command line's evaluation options;
-    each task takes those that apply to it (:meth:`~marigold_toolkit.tasks.base.Task.folder_protocol`).
+    each task takes those that apply to it (:meth:`~marigold_toolkit.tasks.base.Task.folder_protocol`; depth:
+    ``alignment=None`` is least squares in the predictions' own space, depth or disparity).
 
     Returns:
         ``(report, rows)``: the report dict (dataset means under the task's report keys, ``num_images``, lists of
@@ -69,7 +70,7 @@ def evaluate_folder(
             raise FolderError(f"{flag} {d}: not a folder")
     options = {"alignment": alignment, "min_depth": min_depth, "max_depth": max_depth, "up_to_scale": up_to_scale}
     try:
-        scorer = get_task(task).for_ground_truth_folder(gt_dir)
+        scorer = get_task(task).for_folders(gt_dir, pred_dir)
         targets = scorer.target_names
         protocol = scorer.folder_protocol(targets, options)
     except (TaskError, ValueError) as exc:

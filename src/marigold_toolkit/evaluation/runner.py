@@ -126,6 +126,8 @@ def evaluate_benchmark(
         raise ValueError(f"benchmark '{benchmark.name}' evaluates {needed} models but the model predicts "
                          f"{predictor.task.name}")
     task = predictor.task if needed == benchmark.task else get_task(benchmark.task)()
+    # the benchmark's protocol as it applies to this model (a disparity model fits in disparity space)
+    alignment = alignment or task.evaluation_alignment(benchmark.alignment)
     output_dir = Path(output_dir)
     key = cache_key(predictor, settings, benchmark)
     cache = output_dir / "predictions" / key

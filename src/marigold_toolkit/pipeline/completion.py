@@ -100,6 +100,9 @@ def complete_depth(
     if not isinstance(task, DepthTask):
         raise CompletionError(f"depth completion needs a depth checkpoint; {predictor.spec.source} predicts "
                               f"{task.name}")
+    if task.predicts_disparity:  # Marigold-DC's guidance parameterises metric *depth* affinely
+        raise CompletionError(f"depth completion (Marigold-DC) needs a model predicting depth; "
+                              f"{predictor.spec.source} predicts {task.prediction_space}")
     if predictor.backend == "onnx":
         raise BackendError("depth completion backpropagates through the UNet and the VAE decoder: use the eager "
                            "or compile backend, not onnx")

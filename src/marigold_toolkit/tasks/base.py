@@ -153,6 +153,8 @@ class Task(ABC):
     per_target_metrics: ClassVar[bool] = False
     #: ``marigold predict`` options that make this task write extra files (:meth:`extra_files`)
     extra_options: ClassVar[tuple[str, ...]] = ()
+    #: whether ``marigold video`` runs it (temporally consistent depth)
+    supports_video: ClassVar[bool] = False
     #: the range of a target's values; 16-bit encodings (label shards, server answers) map it to 0..65535
     value_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
     #: the range of an uncertainty map's values (the built-in ensembles' spreads and mean angles / pi; 16-bit
@@ -392,6 +394,17 @@ class Task(ABC):
         default targets); raises ``ValueError`` when the folder does not fit the task's layout."""
         return cls()
 
+    @classmethod
+    def for_folders(cls, gt_dir: Path, pred_dir: Path) -> Task:
+        """The task configured for folder-mode scoring of the predictions in ``pred_dir`` against the ground truth
+        in ``gt_dir`` (default: :meth:`for_ground_truth_folder`; depth reads disparity files as disparity)."""
+        return cls.for_ground_truth_folder(gt_dir)
+
+    def evaluation_alignment(self, alignment: str | None) -> str | None:
+        """The alignment a benchmark's protocol ``alignment`` means for this model (default: as it is; a
+        disparity model fits the depth benchmarks' least squares in disparity space)."""
+        return alignment
+
     def ground_truth_file(self, gt_dir: Path, target: str, stem: str) -> Path:
         """Where folder mode reads the ground truth of ``target`` for ``stem`` (default ``GT/<stem>.npy``)."""
         return Path(gt_dir) / f"{stem}.npy"
@@ -461,6 +474,11 @@ class Task(ABC):
         :attr:`extra_options`, e.g. ``export``, ``sparse_depth``) make this task write for input ``stem``
         (default: none)."""
         return []
+
+    def extra_options_problem(self, options: Mapping[str, Any]) -> str | None:
+        """A one-line usage problem of the extra-output ``options`` for this model (checked before any input is
+        read, e.g. a conversion the prediction does not allow), or ``None`` (default)."""
+        return None
 
     def write_extras(self, out_dir: str | Path, stem: str, output: Any, options: Mapping[str, Any],
                      context: Any) -> list[Path]:

@@ -10,6 +10,7 @@ package's :func:`~marigold_toolkit.checkpoints.model_index.write_model_index`.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -35,7 +36,9 @@ _LIGHTING = {
     "residual": {"prediction_space": "linear", "up_to_scale": True},
 }
 
-#: The six public layouts: pipeline class, scheduler and the pipeline config in model_index.json.
+#: The six public layouts, and a disparity variant of depth-v1-1 (``prediction_type: "disparity"``, which
+#: diffusers' MarigoldDepthPipeline accepts; no public checkpoint predicts disparity yet): pipeline class,
+#: scheduler and the pipeline config in model_index.json.
 LAYOUTS: dict[str, dict[str, Any]] = {
     "depth-v1-0": dict(
         pipeline="MarigoldDepthPipeline", scheduler="DDIMScheduler",
@@ -70,6 +73,12 @@ LAYOUTS: dict[str, dict[str, Any]] = {
         pipeline="MarigoldIntrinsicsPipeline", scheduler="DDIMScheduler",
         scheduler_kwargs=dict(timestep_spacing="trailing", rescale_betas_zero_snr=True),
         config=dict(prediction_type="intrinsics", target_properties=_LIGHTING,
+                    default_denoising_steps=4, default_processing_resolution=768),
+    ),
+    "depth-disparity-v1-1": dict(
+        pipeline="MarigoldDepthPipeline", scheduler="DDIMScheduler",
+        scheduler_kwargs=dict(timestep_spacing="trailing", rescale_betas_zero_snr=True),
+        config=dict(prediction_type="disparity", scale_invariant=True, shift_invariant=True,
                     default_denoising_steps=4, default_processing_resolution=768),
     ),
 }
@@ -244,3 +253,25 @@ def build_random_e2e_ft_checkpoint(out_dir: str | Path, n_targets: int = 1, size
     diffusers' ``StableDiffusionPipeline`` folder (so ``model_index.json`` names no task) holding a Marigold UNet
     (``4 (1 + n_targets)`` input channels) and a DDIM scheduler with trailing spacing and v-prediction."""
     return _save_stable_diffusion_layout(Path(out_dir), size, seed, n_targets, {"timestep_spacing": "trailing"})
+
+
+def build_random_rollingdepth_checkpoint(out_dir: str | Path, size: str = "tiny", seed: int = 0) -> Path:
+    """A random checkpoint in RollingDepth's layout (``prs-eth/rollingdepth-v1-0``): a Marigold depth UNet
+    (8 input channels), VAE, CLIP text encoder and tokenizer, a DDIM scheduler (trailing spacing), and a
+    ``model_index.json`` naming ``RollingDepthPipeline`` with no Marigold fields (as ``DiffusionPipeline``
+    saves that class)."""
+    from diffusers import DDIMScheduler
+
+    out_dir = Path(out_dir)
+    unet, vae, text_encoder, tokenizer, tok_src = _random_modules(out_dir, size, seed, 1)
+    for name, module in (("unet", unet), ("vae", vae), ("text_encoder", text_encoder)):
+        module.save_pretrained(out_dir / name, safe_serialization=True)
+    DDIMScheduler(**SD2_SCHEDULER_CONFIG, timestep_spacing="trailing").save_pretrained(out_dir / "scheduler")
+    tokenizer.save_pretrained(out_dir / "tokenizer")
+    _finish_tokenizer(out_dir, tok_src, False)
+    index = {"_class_name": "RollingDepthPipeline", "_diffusers_version": "0.30.0",
+             "scheduler": ["diffusers", "DDIMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
+             "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet2DConditionModel"],
+             "vae": ["diffusers", "AutoencoderKL"]}
+    (out_dir / "model_index.json").write_text(json.dumps(index, indent=2))
+    return out_dir

@@ -45,6 +45,7 @@ class PipelineConfig:
 
     default_denoising_steps: int = 4
     default_processing_resolution: int = 768
+    prediction_type: Optional[str] = None  # the task's prediction space (depth: depth | disparity); None = default
     scale_invariant: bool = True
     shift_invariant: bool = True
     use_full_z_range: bool = True

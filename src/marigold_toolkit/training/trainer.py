@@ -132,6 +132,11 @@ class Trainer:
             task = get_task(self.cfg.task).from_config(list(self.cfg.targets), pipeline)
         except TaskError as exc:
             raise ConfigError(str(exc)) from None
+        wanted = pipeline.get("prediction_type")
+        written = task.model_index_fields().get("prediction_type", (task.prediction_types or (None,))[0])
+        if wanted is not None and wanted != written:
+            raise ConfigError(f"pipeline.prediction_type {wanted!r}: task {task.name} predicts {written!r} "
+                              f"(choices: {', '.join(task.prediction_types)})")
         return MarigoldSpec(
             path=self.base_path, source=str(self.cfg.model.base), task=task,
             # an end-to-end fine-tuned model is run as it was trained: one step from a zero latent

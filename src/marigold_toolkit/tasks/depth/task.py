@@ -1,13 +1,17 @@
-"""Depth: affine-invariant depth in [0, 1] (0 = near, 1 = far), one VAE latent repeated over RGB.
+"""Depth: affine-invariant depth in [0, 1] (0 = near, 1 = far), or disparity (1 = near, 0 = far), one VAE latent
+repeated over RGB.
 
-Checkpoints: ``MarigoldDepthPipeline`` (and the legacy ``MarigoldPipeline``), ``prediction_type`` ``depth`` or
-``disparity``, ``model_index.json`` fields ``scale_invariant`` / ``shift_invariant``.
+Checkpoints: ``MarigoldDepthPipeline`` (and the legacy ``MarigoldPipeline``), ``model_index.json`` fields
+``prediction_type`` (``depth`` or ``disparity``: the prediction space, :mod:`.spaces`) and ``scale_invariant`` /
+``shift_invariant``. A disparity model's target is named ``disparity`` (``<stem>_disparity.npy``,
+``out.targets["disparity"]``); its ground truth is still depth in metres.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,12 +26,13 @@ from ...core.image import hflip, resize_prediction, resize_raster, rgb_uint8_to_
 from ...io.dataset_files import DataSource, read_exr_rgb, read_npy, read_png_depth
 from ...io.files import quantize_uint16
 from ...visualize import apply_colormap
-from ..base import ErrorMap, Task, TaskError, _batch_mask, _sample_mask, as_target_dict
+from ..base import ErrorMap, Task, TaskError, _batch_mask, _sample_mask
 from ..registry import register_task
 from .alignment import align_depth, align_depth_least_squares
 from .ensemble import ensemble_depth
-from .export import extra_file_names, write_depth_extras
+from .export import conversion_problem, extra_file_names, write_depth_extras
 from .metrics import DEPTH_METRIC_KEYS, depth_metrics
+from .spaces import PREDICTION_SPACES, to_depth_order
 
 
 # -- visualisation ----------------------------------------------------------------------------------------------
@@ -142,6 +147,28 @@ def read_depth_file(source: DataSource, rel_path: str) -> np.ndarray:
     return np.asarray(read_exr_rgb(source, rel_path))[..., 0].astype(np.float32)
 
 
+def depth_to_disparity(depth: torch.Tensor) -> torch.Tensor:
+    """``1 / d`` where ``d`` is finite and positive, 0 elsewhere (invalid stays invalid for :func:`normalize_depth`,
+    which counts only positive values).
+
+    >>> depth_to_disparity(torch.tensor([2.0, 0.0, float("inf"), float("nan")])).tolist()
+    [0.5, 0.0, 0.0, 0.0]
+    """
+    ok = torch.isfinite(depth) & (depth > 0)
+    return torch.where(ok, 1.0 / torch.where(ok, depth, torch.ones_like(depth)), torch.zeros_like(depth))
+
+
+def _gt_depth(gt: Any) -> Any:
+    """The ground-truth depth of a sample: the array itself, or the ``depth`` (else only) entry of a mapping."""
+    if isinstance(gt, Mapping):
+        if "depth" in gt:
+            return gt["depth"]
+        if len(gt) == 1:
+            return next(iter(gt.values()))
+        raise TaskError(f"depth ground truth: expected an array or a mapping with 'depth', got keys {sorted(gt)}")
+    return gt
+
+
 # -- end-to-end loss ----------------------------------------------------------------------------------------------
 def affine_invariant_l1(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """L1 after a per-image least-squares scale and shift of ``pred`` to ``gt`` over ``mask`` (``[B, H, W]``).
@@ -162,11 +189,14 @@ def affine_invariant_l1(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor
 
 @register_task
 class DepthTask(Task):
-    """Affine-invariant depth (or, with ``scale_invariant=False``, metric depth merged without alignment)."""
+    """Affine-invariant depth (or, with ``scale_invariant=False``, metric depth merged without alignment), in the
+    prediction space ``prediction_space``: ``"depth"`` (default) or ``"disparity"`` (inverse depth; the target is
+    then named ``disparity``, training targets are the normalised inverse depth, and scoring, tiling, the metric
+    fit and the 3D export read the prediction as disparity)."""
 
     name = "depth"
-    pipeline_classes = ("MarigoldDepthPipeline", "MarigoldPipeline")
-    prediction_types = ("depth", "disparity")
+    pipeline_classes = ("MarigoldDepthPipeline", "MarigoldPipeline", "RollingDepthPipeline")
+    prediction_types = PREDICTION_SPACES
     index_fields = ("scale_invariant", "shift_invariant")
     channels = 1
     reductions = ("median", "mean")
@@ -176,27 +206,71 @@ class DepthTask(Task):
     target_file_extensions = (".npy", ".png", ".exr")
     training_option_names = ("min_depth", "max_depth")
     image_suffixes = (".png", "_colored.png")
-    extra_options = ("export", "sparse_depth")
+    supports_video = True
+    extra_options = ("export", "sparse_depth", "output_space")
 
     def __init__(self, target_names: Sequence[str] | None = None, scale_invariant: bool = True,
-                 shift_invariant: bool = True):
-        super().__init__(target_names)
+                 shift_invariant: bool = True, prediction_space: str = "depth"):
+        if prediction_space not in PREDICTION_SPACES:
+            raise TaskError(f"depth: prediction space {prediction_space!r} is not one of "
+                            f"{', '.join(PREDICTION_SPACES)}")
+        super().__init__([prediction_space] if target_names is None else target_names)
+        if self.target_names != [prediction_space]:
+            raise TaskError(f"depth: a {prediction_space} model's target is [{prediction_space}], got "
+                            f"{self.target_names}")
+        self.prediction_space = prediction_space
         self.scale_invariant = bool(scale_invariant)
         self.shift_invariant = bool(shift_invariant)
+
+    def __repr__(self) -> str:
+        return (f"DepthTask(prediction_space={self.prediction_space!r}, scale_invariant={self.scale_invariant}, "
+                f"shift_invariant={self.shift_invariant})")
+
+    @property
+    def predicts_disparity(self) -> bool:
+        """Whether the prediction is a disparity (inverse depth) rather than a depth."""
+        return self.prediction_space == "disparity"
+
+    @property
+    def own_alignment(self) -> str:
+        """Least squares in the prediction's own space: ``least_squares`` (depth) or ``least_squares_disparity``."""
+        return "least_squares" if self.prediction_space == "depth" else "least_squares_disparity"
 
     # -- checkpoint
     @classmethod
     def from_model_index(cls, index: Mapping[str, Any], where: str = "model_index.json") -> DepthTask:
+        """Invariances and ``prediction_type`` (absent: ``depth``, as the legacy and E2E-FT layouts; ``disparity``
+        for RollingDepth's layout, whose model predicts inverse depth and whose index names no prediction type)."""
+        implied = "disparity" if index.get("_class_name") == "RollingDepthPipeline" else "depth"
+        space = index.get("prediction_type") or implied
+        if space not in PREDICTION_SPACES:
+            raise TaskError(f"{where}: prediction_type {space!r} is not a depth prediction space "
+                            f"({', '.join(PREDICTION_SPACES)})")
         return cls(scale_invariant=bool(index.get("scale_invariant", True)),
-                   shift_invariant=bool(index.get("shift_invariant", True)))
+                   shift_invariant=bool(index.get("shift_invariant", True)), prediction_space=space)
 
     def model_index_fields(self) -> dict[str, Any]:
-        return {"scale_invariant": self.scale_invariant, "shift_invariant": self.shift_invariant}
+        return {"prediction_type": self.prediction_space, "scale_invariant": self.scale_invariant,
+                "shift_invariant": self.shift_invariant}
+
+    @classmethod
+    def check_targets(cls, targets: Sequence[str]) -> None:
+        """``[depth]`` (the ground truth; the prediction space comes from ``prediction_type``) or ``[disparity]``."""
+        if list(targets) not in ([s] for s in PREDICTION_SPACES):
+            raise TaskError(f"targets must be [depth] (or [disparity]) for task depth, got {list(targets)}")
 
     @classmethod
     def from_config(cls, targets: Sequence[str], pipeline: Mapping[str, Any]) -> DepthTask:
+        """``pipeline.prediction_type`` (``depth`` | ``disparity``; default: ``disparity`` for targets
+        ``[disparity]``, else ``depth``), ``scale_invariant``, ``shift_invariant``."""
         cls.check_targets(targets)
-        return cls(targets, pipeline.get("scale_invariant", True), pipeline.get("shift_invariant", True))
+        space = pipeline.get("prediction_type") or next(iter(targets))
+        if space not in PREDICTION_SPACES:
+            raise TaskError(f"pipeline.prediction_type {space!r} is not one of {', '.join(PREDICTION_SPACES)}")
+        if list(targets) == ["disparity"] and space != "disparity":
+            raise TaskError(f"targets [disparity] but pipeline.prediction_type {space!r}")
+        return cls(None, pipeline.get("scale_invariant", True), pipeline.get("shift_invariant", True),
+                   prediction_space=space)
 
     # -- codec
     def decode(self, image: torch.Tensor) -> torch.Tensor:
@@ -236,24 +310,33 @@ class DepthTask(Task):
 
     # -- training
     def training_targets(self, batch, valid_mask, device):
-        """Depth normalised per image to [-1, 1] by its 2 %/98 % quantiles (:func:`normalize_depth`)."""
-        return {"depth": normalize_depth(batch["depth"].to(device), valid_mask)}
+        """The ground-truth depth (``batch["depth"]``, metres) in the prediction space, normalised per image to
+        [-1, 1] by its 2 %/98 % quantiles over the valid pixels (:func:`normalize_depth`): depth, or for a
+        disparity model the inverse depth (:func:`depth_to_disparity`; near = +1)."""
+        depth = batch["depth"].to(device)
+        values = depth if self.prediction_space == "depth" else depth_to_disparity(depth)
+        return {self.target_names[0]: normalize_depth(values, valid_mask)}
 
     def e2e_loss(self, decoded: torch.Tensor, batch: Mapping[str, Any], device: torch.device) -> torch.Tensor:
-        """Affine-invariant L1 (:func:`affine_invariant_l1`) over the valid pixels with positive depth."""
+        """Affine-invariant L1 (:func:`affine_invariant_l1`) over the valid pixels with positive depth, against
+        the depth or (disparity model) the inverse depth."""
         gt = batch["depth"].to(device)[:, 0]
         mask = _batch_mask(batch, device)
         valid = (gt > 0) if mask is None else (mask & (gt > 0))
+        if self.prediction_space == "disparity":
+            gt = depth_to_disparity(gt)
         return affine_invariant_l1(decoded[:, 0, 0], gt, valid)
 
     def validation_score(self, targets: Mapping[str, np.ndarray], sample: Mapping[str, Any]) -> float:
-        """AbsRel after least-squares alignment, clipped to the sample's own depth range."""
+        """AbsRel after least-squares alignment in the prediction's own space, clipped to the sample's own depth
+        range."""
         gt = sample["depth"][0].numpy()
         mask = _sample_mask(sample)
         m = mask if mask is not None else gt > 0
         lo = float(gt[m].min()) if m.any() else 1e-6
         hi = float(gt[m].max()) if m.any() else math.inf
-        metrics, _ = self.score(targets, gt, m, alignment="least_squares", min_depth=max(lo, 1e-6), max_depth=hi)
+        metrics, _ = self.score(targets, gt, m, alignment=self.own_alignment, min_depth=max(lo, 1e-6),
+                                max_depth=hi)
         return metrics["abs_rel"]
 
     def read_target_file(self, source: DataSource, rel_path: str, target: str) -> np.ndarray:
@@ -291,22 +374,26 @@ class DepthTask(Task):
         """The authors' order: resize the prediction to the ground truth (bilinear, antialiased) -> align
         (``alignment``; fit at most at ``max_res``) -> clip to ``[min_depth, max_depth]`` (default
         ``[1e-6, inf]``) -> metrics over ``mask``. Without a mask the valid pixels are the finite ground truth in
-        ``(min_depth or 0, max_depth or inf)``. ``aux`` is the aligned prediction."""
-        g = np.asarray(as_target_dict(gt, self.target_names)["depth"], dtype=np.float32)
+        ``(min_depth or 0, max_depth or inf)``. ``aux`` is the aligned prediction (depth).
+
+        ``gt`` is depth in metres (the array, or a mapping holding it) whatever the prediction space;
+        ``alignment`` names the space of the fit, whatever the model predicts (``least_squares_disparity`` reads
+        the prediction as disparity; :attr:`own_alignment` is the model's own)."""
+        g = np.asarray(_gt_depth(gt), dtype=np.float32)
         if mask is None:
             mask = np.isfinite(g) & depth_range_mask(np.nan_to_num(g, nan=0.0), min_depth or 0.0,
                                                      math.inf if max_depth is None else max_depth)
         g = np.nan_to_num(g, nan=0.0)
         lo = 1e-6 if min_depth is None else min_depth
         hi = math.inf if max_depth is None else max_depth
-        pred = resize_prediction(preds["depth"], g.shape[:2])
+        pred = resize_prediction(preds[self.target_names[0]], g.shape[:2])
         if pred.ndim == 3:
             pred = pred.mean(axis=2)
         aligned = np.asarray(align_depth(pred, g, mask, alignment, lo, hi, max_res=max_res), dtype=np.float32)
         return depth_metrics(aligned, g, mask), aligned
 
     def error_map(self, gt: Any, mask: np.ndarray, preds: Mapping[str, np.ndarray], aux: Any) -> ErrorMap:
-        g = as_target_dict(gt, self.target_names)["depth"]
+        g = _gt_depth(gt)
         err = np.where(mask, np.abs(aux - g) / np.maximum(g, 1e-6), np.nan)
         return ErrorMap(err, "absolute relative error", aux, "prediction (aligned)")
 
@@ -315,25 +402,56 @@ class DepthTask(Task):
         if not shape_matches(gt, "H W"):
             raise ValueError(f"ground truth must be HxW, got {gt.shape}")
 
+    @classmethod
+    def for_folders(cls, gt_dir, pred_dir) -> DepthTask:
+        """A disparity scorer when ``pred_dir`` holds ``<stem>_disparity.npy`` files and no ``<stem>_depth.npy``
+        (e.g. a disparity model's ``marigold predict`` output), else the depth scorer."""
+        names = [p.name for p in Path(pred_dir).glob("*.npy")]
+        if not any(n.endswith("_depth.npy") for n in names) and any(n.endswith("_disparity.npy") for n in names):
+            return cls(prediction_space="disparity")
+        return cls.for_ground_truth_folder(gt_dir)
+
     def folder_protocol(self, targets: Sequence[str], options: Mapping[str, Any]) -> dict[str, Any]:
+        """Alignment (default: least squares in the prediction's own space) and the depth range."""
         lo, hi = options.get("min_depth"), options.get("max_depth")
         if lo is not None and hi is not None and hi <= lo:
             raise ValueError(f"--max-depth {hi} must be larger than --min-depth {lo}")
-        return {"alignment": options.get("alignment") or "least_squares", "min_depth": lo, "max_depth": hi}
+        return {"alignment": options.get("alignment") or self.own_alignment, "min_depth": lo, "max_depth": hi}
+
+    def evaluation_alignment(self, alignment: str | None) -> str | None:
+        """A depth benchmark's least-squares protocol fits in depth space, written for depth models; a disparity
+        model is fitted in its own space (``least_squares`` -> ``least_squares_disparity``)."""
+        if self.prediction_space == "disparity" and alignment in ("least_squares", "least_square"):
+            return "least_squares_disparity"
+        return alignment
 
     # -- files
     def extra_files(self, stem: str, options: Mapping[str, Any]) -> list[str]:
-        """``--sparse-depth`` -> ``<stem>_depth_metric.npy|json``; ``--export ply,glb,exr`` ->
-        ``<stem>_points.ply``, ``<stem>_mesh.glb``, ``<stem>_depth.exr`` (:mod:`.export`)."""
-        return extra_file_names(stem, self.target_names[0], options)
+        """``--sparse-depth`` -> ``<stem>_depth_metric.npy|json``; ``--output-space`` (the other space) ->
+        ``<stem>_<space>.npy|.png|_colored.png``; ``--export ply,glb,exr`` -> ``<stem>_points.ply``,
+        ``<stem>_mesh.glb``, ``<stem>_depth.exr`` (``<stem>_<target>.exr`` without a metric fit) (:mod:`.export`)."""
+        return extra_file_names(stem, self.target_names[0], options, self.prediction_space)
+
+    def extra_options_problem(self, options: Mapping[str, Any]) -> str | None:
+        """``--output-space`` of an affine-invariant prediction without ``--sparse-depth`` (the shift is unknown;
+        :func:`~.export.conversion_problem`)."""
+        try:
+            return conversion_problem(self.prediction_space, self.shift_invariant, options)
+        except ValueError as exc:
+            return str(exc)
 
     def write_extras(self, out_dir, stem: str, output: Any, options: Mapping[str, Any], context: Any) -> list:
         name = self.target_names[0]
-        return write_depth_extras(out_dir, stem, name, output.targets[name], options, context)
+        return write_depth_extras(out_dir, stem, name, output.targets[name], options, context,
+                                  space=self.prediction_space, shift_invariant=self.shift_invariant,
+                                  images=self.target_images)
 
     def target_images(self, target: str, array: np.ndarray) -> dict[str, np.ndarray]:
-        """``<stem>_depth.png`` (16-bit, x 65535) and ``<stem>_depth_colored.png`` (Spectral)."""
-        return {".png": depth_to_uint16(array), "_colored.png": colorize_depth(array)}
+        """``<stem>_<target>.png`` (16-bit, x 65535, the values as they are) and ``<stem>_<target>_colored.png``
+        (Spectral, near red: a disparity's colour map is reversed); ``target`` is ``depth`` or ``disparity``."""
+        return {".png": depth_to_uint16(array), "_colored.png": self.visualize(target, array)}
 
     def visualize(self, target: str, array: np.ndarray) -> np.ndarray:
-        return colorize_depth(array)
+        """Spectral, near red, for a depth or a disparity (``target`` names the space)."""
+        space = target if target in PREDICTION_SPACES else self.prediction_space
+        return colorize_depth(to_depth_order(array, space))
