@@ -62,6 +62,9 @@ register_model("e2e-ft-depth", "GonzaloMG/marigold-e2e-ft-depth", "depth",
                "Marigold + E2E-FT depth (Martin Garcia et al.): one deterministic step from zeros", "zeros")
 register_model("e2e-ft-normals", "GonzaloMG/marigold-e2e-ft-normals", "normals",
                "Marigold + E2E-FT normals: one deterministic step from zeros", "zeros")
+register_model("rollingdepth-v1-0", "prs-eth/rollingdepth-v1-0", "depth",
+               "RollingDepth (Ke et al., CVPR 2025): video snippets with cross-frame attention; inverse depth; "
+               "marigold video --mode rolling")
 register_model("demo-depth", str(DEMO_DIR / "depth"), "depth",
                "Bundled demo (offline, ~5 MB): tiny model trained by recipes/demo.py on rendered scenes")
 register_model("demo-normals", str(DEMO_DIR / "normals"), "normals",

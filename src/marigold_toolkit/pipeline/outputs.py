@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,7 @@ class MarigoldOutput:
         input_size: ``(H, W)`` of the input image.
         processing_size: ``(h, w)`` at which the model ran (before padding to the latent stride).
         settings: the resolved inference settings (steps, ensemble size, resolution, seed, ...).
+        latent: the final latents ``[E, 4T, h, w]`` with ``predict(..., output_latent=True)``, else ``None``.
     """
 
     task: str
@@ -29,6 +31,7 @@ class MarigoldOutput:
     input_size: tuple[int, int] = (0, 0)
     processing_size: tuple[int, int] = (0, 0)
     settings: dict = field(default_factory=dict)
+    latent: Any = None
 
     @property
     def prediction(self) -> np.ndarray:

@@ -19,7 +19,7 @@ from ..io.images import load_image, pil_to_array
 from ..tasks import Task
 from ..tasks.base import chw_to_hwc
 from .backends import BACKENDS, BackendError, ModelCalls, compiled_calls, eager_calls, onnx_calls
-from .denoise import decode_latents, denoise, draw_noise, encode_images, is_stochastic, make_generators
+from .denoise import NoisePlan, decode_latents, denoise, draw_noise, encode_images, is_stochastic, make_generators
 from .high_resolution import HighResolution, predict_high_resolution
 from .outputs import MarigoldOutput
 
@@ -256,6 +256,8 @@ class Predictor:
         show_progress: bool = False,
         noise: str | None = None,
         high_resolution: HighResolution | bool | None = None,
+        latents: torch.Tensor | Sequence[torch.Tensor] | None = None,
+        output_latent: bool = False,
     ) -> MarigoldOutput | list[MarigoldOutput]:
         """Predict the checkpoint's targets for one image or a list of images (any sizes).
 
@@ -282,6 +284,12 @@ class Predictor:
                 global pass at the processing resolution refined by overlapping native-resolution tiles aligned to
                 it (:func:`~.high_resolution.predict_high_resolution`; depth). Takes ``seed``, not ``generator``.
                 Default (``None``): the predictor's ``high_resolution``; ``False`` turns it off.
+            latents: the initial latents instead of drawn noise, per image ``[E, 4T, h, w]`` (``h, w``: the padded
+                processing size / the VAE stride), one tensor for a single image or a list; as diffusers'
+                ``latents``. The generators are not used for them (stochastic schedulers still draw their
+                re-noising from them).
+            output_latent: also return each image's final latents ``[E, 4T, h, w]`` (``MarigoldOutput.latent``),
+                e.g. to initialise the next video frame from them.
 
         Returns:
             A :class:`MarigoldOutput` for a single image, a list for a list.
@@ -313,7 +321,13 @@ class Predictor:
 
         if high_resolution is None:
             high_resolution = self.high_resolution
+        if latents is not None:
+            latents = [latents] if isinstance(latents, torch.Tensor) else list(latents)
+            if len(latents) != len(items):
+                raise ValueError(f"got {len(latents)} latents for {len(items)} images")
         if high_resolution:
+            if latents is not None or output_latent:
+                raise ValueError("high_resolution draws each tile's own noise; latents/output_latent do not apply")
             hr = high_resolution if isinstance(high_resolution, HighResolution) else HighResolution()
             if not match_input_resolution:
                 raise ValueError("high_resolution predicts at the input resolution; match_input_resolution=False "
@@ -359,16 +373,24 @@ class Predictor:
                 for i in idxs
             ]
             rows_cond = image_latent.repeat_interleave(ensemble_size, dim=0)
+            if latents is not None:
+                for k, i in enumerate(idxs):
+                    given = latents[i]
+                    if tuple(given.shape) != (ensemble_size, c, h, w):
+                        raise ValueError(f"latents of image {i}: shape {tuple(given.shape)}, expected "
+                                         f"{(ensemble_size, c, h, w)} (ensemble, 4 x targets, latent h, w)")
+                    plans[k] = NoisePlan(given.to(self.device, self.dtype), plans[k].steps)
             rows_noise = torch.cat([p.initial for p in plans])
-            if noise == "zeros":  # the generators still advance as for Gaussian noise: seeds mean the same
+            if noise == "zeros" and latents is None:  # the generators still advance as for Gaussian noise
                 rows_noise = torch.zeros_like(rows_noise)
             rows_step = torch.cat([p.steps for p in plans]) if stochastic and n_timesteps > 1 else None
-            latents = denoise(
+            denoised = denoise(
                 self.calls.unet, self.scheduler, rows_cond, rows_noise, self.components.empty_text_embedding.to(self.dtype),
                 steps, batch_size, rows_step, progress=bar.update, final_x0=noise == "zeros",
             )  # [n*E, 4T, h, w]
             del rows_cond, rows_noise, rows_step
-            flat = latents.reshape(latents.shape[0] * T, image_latent.shape[1], h, w)
+            latents_out = denoised
+            flat = denoised.reshape(denoised.shape[0] * T, image_latent.shape[1], h, w)
             decoded = decode_latents(  # [n*E*T, C, PH', PW'], post-processed in float32 whatever the model dtype
                 self.vae, flat, batch_size, self.task.decode, self.calls.decode
             ).float()
@@ -381,6 +403,8 @@ class Predictor:
                     members, output_uncertainty, ens_kwargs, match_input_resolution, resample_method_output,
                     in_size, proc_size, settings,
                 )
+                if output_latent:
+                    results[i].latent = latents_out[j * ensemble_size : (j + 1) * ensemble_size].clone()
         bar.close()
         return results[0] if single else results
 
