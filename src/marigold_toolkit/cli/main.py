@@ -10,7 +10,7 @@ from .. import __version__
 from ..checkpoints.registry import list_models
 from ..evaluation.datasets import BENCHMARKS
 from ..synth import cli as synth_cli
-from . import complete, evaluate, export, predict, pretrain, serve, train
+from . import complete, evaluate, export, label, predict, pretrain, serve, train, video
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parser(sub)
     pretrain.add_parser(sub)
     export.add_parser(sub)
+    label.add_parser(sub)
     serve.add_parser(sub)
+    video.add_parser(sub)
     synth_cli.add_parser(sub)
     models = sub.add_parser("models", help="list the registered model aliases")
     models.set_defaults(func=_list_models)
