@@ -91,6 +91,13 @@ def model_loaders(args: argparse.Namespace) -> tuple[dict, str | None]:
     return loaders, None
 
 
+def _port_and_models(args: argparse.Namespace) -> tuple[dict, str | None]:
+    """The model loaders of ``serve`` / ``app`` after checking ``--port``, or a usage problem."""
+    if not 0 < args.port < 65536:
+        return {}, f"--port {args.port}: must lie in 1..65535"
+    return model_loaders(args)
+
+
 def _first_defaults(name: str) -> dict[str, int]:
     spec = load_spec(name)
     out = {}
@@ -108,10 +115,7 @@ def run_app(args: argparse.Namespace) -> int:
     except ImportError:
         print("error: marigold app needs Gradio: pip install \"marigold-toolkit[app]\"", file=sys.stderr)
         return EXIT_USAGE
-    if not 0 < args.port < 65536:
-        print(f"error: --port {args.port}: must lie in 1..65535", file=sys.stderr)
-        return EXIT_USAGE
-    loaders, problem = model_loaders(args)
+    loaders, problem = _port_and_models(args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
@@ -143,9 +147,6 @@ def run(args: argparse.Namespace) -> int:
         if not api_key:
             print(f"error: --api-key-env {args.api_key_env}: the variable is unset or empty", file=sys.stderr)
             return EXIT_USAGE
-    if not 0 < args.port < 65536:
-        print(f"error: --port {args.port}: must lie in 1..65535", file=sys.stderr)
-        return EXIT_USAGE
     try:
         config = ServeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_pixels=args.max_pixels,
                              max_upload_mb=args.max_upload_mb, queue_size=args.queue_size, api_key=api_key,
@@ -155,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         message = re.sub(r"\b(max_[a-z_]+|queue_size)\b", lambda m: "--" + m.group(1).replace("_", "-"), str(exc))
         print(f"error: {message}", file=sys.stderr)
         return EXIT_USAGE
-    loaders, problem = model_loaders(args)
+    loaders, problem = _port_and_models(args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
