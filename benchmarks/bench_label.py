@@ -35,30 +35,13 @@ from pathlib import Path
 
 from bench_inference import _ensure_checkpoint
 
+from marigold_toolkit.testing.machine import cpu_description
+
 VARIANTS = {
     "local": ["--engine", "local"],
     "ray x1": ["--engine", "ray", "--workers", "1", "--cpus-per-worker", "1"],
     "ray x2": ["--engine", "ray", "--workers", "2", "--cpus-per-worker", "1"],
 }
-SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
-
-
-def cpu_description() -> str:
-    """``<model name>, N cores, flags a b c`` from /proc/cpuinfo (the SIMD flags that matter for torch)."""
-    model, flags = "unknown CPU", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model == "unknown CPU":
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    present = [f for f in SIMD_FLAGS if f in flags]
-    return f"{model}, {os.cpu_count()} cores, flags {' '.join(present) or '(none of ' + ' '.join(SIMD_FLAGS) + ')'}"
-
-
 def make_photos(folder: Path, n: int, size: tuple[int, int]) -> list[Path]:
     import numpy as np
     from PIL import Image

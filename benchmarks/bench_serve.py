@@ -27,25 +27,10 @@ import threading
 import time
 from pathlib import Path
 
+from marigold_toolkit.testing.machine import cpu_description
+
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ("model", "max batch", "clients", "ok", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms", "mean batch")
-
-
-def cpu_description() -> str:
-    """The CPU model and the vector flags that decide its speed (from ``/proc/cpuinfo``)."""
-    import platform
-
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and ":" in line:
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and ":" in line:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
-    return f"{name} ({', '.join(f for f in wanted if f in flags) or 'no AVX2'}), {os.cpu_count()} cores"
 
 
 def _free_port() -> int:

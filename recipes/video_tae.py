@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -26,19 +25,10 @@ import numpy as np
 
 from marigold_toolkit.synth.video import load_sequence, render_sequence
 from marigold_toolkit.tasks.depth.temporal import video_metrics
+from marigold_toolkit.testing.machine import cpu_description
 
 MODE_FLAGS = {"independent": ["--mode", "independent"], "latent-init": ["--mode", "latent-init"],
               "rolling": ["--mode", "rolling", "--dilations", "1,4", "--coalign-iterations", "500"]}
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> int:
@@ -89,7 +79,7 @@ def main() -> int:
                   flush=True)
 
     print(f"\n{args.num} sequences x {args.frames} frames at {args.resolution[1]}x{args.resolution[0]}, model "
-          f"{args.model}; {_cpu()}\n")
+          f"{args.model}; {cpu_description()}\n")
     print("| mode | TAE | AbsRel | δ1 | s/frame |")
     print("|---|---|---|---|---|")
     for mode in modes:

@@ -135,11 +135,6 @@ def _resized(raw_frame: np.ndarray, size: tuple[int, int], resample: str) -> np.
     return t[0, 0].numpy()
 
 
-def _final_frame(raw_frame: np.ndarray, size: tuple[int, int], lo: float, hi: float, resample: str) -> np.ndarray:
-    """One raw frame resized to the input ``size`` and mapped by the clip's scale and shift into [0, 1]."""
-    return np.clip((_resized(raw_frame, size, resample) - lo) / max(hi - lo, 1e-12), 0.0, 1.0).astype(np.float32)
-
-
 def run_video(predictor: Any, source: FrameSource, out_dir: str | Path, settings: VideoSettings,
               overwrite: bool = False, show_progress: bool = True) -> VideoResult:
     """Predict ``source`` with ``predictor`` (a depth model) and write the outputs (see the module docstring)."""
@@ -177,16 +172,16 @@ def run_video(predictor: Any, source: FrameSource, out_dir: str | Path, settings
         raw = _raw_frames(predictor, source, settings, work, show_progress)
     H, W = source.size
     n = len(source)
-    lo, hi = np.inf, -np.inf  # one scale and shift for the whole clip, from its frames at the input size
-    for k in range(n):
-        frame = _resized(raw[k], (H, W), settings.resample)
-        lo, hi = min(lo, float(frame.min())), max(hi, float(frame.max()))
     written = []
     final = out_dir / names["npy"]
     tmp = out_dir / f"{TMP_PREFIX}{secrets.token_hex(6)}-{names['npy']}"
     arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, H, W))
+    lo, hi = np.inf, -np.inf  # one scale and shift for the whole clip, from its frames at the input size
     for k in range(n):
-        arr[k] = _final_frame(raw[k], (H, W), lo, hi, settings.resample)
+        arr[k] = _resized(raw[k], (H, W), settings.resample)
+        lo, hi = min(lo, float(arr[k].min())), max(hi, float(arr[k].max()))
+    for k in range(n):  # then mapped into [0, 1] in place
+        arr[k] = np.clip((arr[k] - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
     arr.flush()
     del arr
     os.replace(tmp, final)
