@@ -35,7 +35,7 @@ from pathlib import Path
 
 from bench_inference import _ensure_checkpoint
 
-from marigold_toolkit.testing.machine import cpu_description
+from marigold_toolkit.core.machine import cpu_description
 
 VARIANTS = {
     "local": ["--engine", "local"],

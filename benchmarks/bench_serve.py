@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from marigold_toolkit.testing.machine import cpu_description
+from marigold_toolkit.core.machine import cpu_description
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ("model", "max batch", "clients", "ok", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms", "mean batch")

@@ -111,6 +111,14 @@ def final_checkpoint(run_dir: Path) -> Path:
     return run_dir / "checkpoints" / latest
 
 
+def write_checksums(root: Path) -> dict:
+    """``root/CHECKSUMS.json``: the SHA-256 of every bundled file under ``root`` (tiny decoders included)."""
+    checksums = {f.relative_to(root).as_posix(): sha256(f) for f in sorted(root.rglob("*"))
+                 if f.is_file() and f.name != "CHECKSUMS.json"}
+    (root / "CHECKSUMS.json").write_text(json.dumps(checksums, indent=1, sort_keys=True) + "\n")
+    return checksums
+
+
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -124,7 +132,6 @@ def bundle(a) -> None:
     from safetensors.torch import load_file, save_file
 
     dest_root = (a.work_dir / "bundle") if a.smoke else PACKAGE_ASSETS
-    checksums = {}
     for task in TASKS:
         src, dest = final_checkpoint(_run_dir(a, task, False)), dest_root / task
         shutil.rmtree(dest, ignore_errors=True)
@@ -140,10 +147,7 @@ def bundle(a) -> None:
                 save_file(tensors, out, metadata={"format": "pt"})
             else:
                 shutil.copy(f, out)
-        for f in sorted(dest.rglob("*")):
-            if f.is_file():
-                checksums[f"{task}/{f.relative_to(dest).as_posix()}"] = sha256(f)
-    (dest_root / "CHECKSUMS.json").write_text(json.dumps(checksums, indent=1, sort_keys=True) + "\n")
+    checksums = write_checksums(dest_root)
     size = sum(f.stat().st_size for f in dest_root.rglob("*") if f.is_file())
     logger.info("bundled %d files, %.1f MB, into %s", len(checksums), size / 2**20, dest_root)
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from marigold_toolkit.synth.video import load_sequence, render_sequence
 from marigold_toolkit.tasks.depth.temporal import video_metrics
-from marigold_toolkit.testing.machine import cpu_description
+from marigold_toolkit.core.machine import cpu_description
 
 MODE_FLAGS = {"independent": ["--mode", "independent"], "latent-init": ["--mode", "latent-init"],
               "rolling": ["--mode", "rolling", "--dilations", "1,4", "--coalign-iterations", "500"]}

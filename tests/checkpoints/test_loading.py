@@ -267,18 +267,22 @@ def test_dtype_and_device_parsing():
             resolve_device("cuda")
 
 
-def test_half_precision_on_a_cpu_without_native_support_warns(monkeypatch):
-    """bf16/fp16 on an AVX2 CPU runs emulated (~100x slower than float32 here): one warning, none elsewhere."""
+def test_half_precision_on_a_cpu_without_native_support_warns():
+    """bf16/fp16 on a CPU without the matching native flags runs emulated (~100x slower than float32 on an AVX2
+    EPYC): one warning naming the CPU; none on a GPU, for float32, or where the flags are present."""
     import torch
 
     from marigold_toolkit.checkpoints.loading import slow_half_precision_warning
+    from marigold_toolkit.core.machine import CpuInfo
 
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
-    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
-    message = slow_half_precision_warning(torch.bfloat16, cpu)
-    assert "bfloat16" in message and "AVX2" in message and "\n" not in message
-    assert slow_half_precision_warning(torch.float16, cpu) is not None
-    assert slow_half_precision_warning(torch.float32, cpu) is None
-    assert slow_half_precision_warning(torch.bfloat16, gpu) is None
-    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
-    assert slow_half_precision_warning(torch.bfloat16, cpu) is None
+    avx2 = CpuInfo("AMD EPYC 7B13", 2, frozenset({"avx2", "fma"}))
+    message = slow_half_precision_warning(torch.bfloat16, cpu, avx2)
+    assert "bfloat16" in message and "AMD EPYC 7B13" in message and "avx512_bf16" in message and "\n" not in message
+    assert slow_half_precision_warning(torch.float16, cpu, avx2) is not None
+    assert slow_half_precision_warning(torch.float32, cpu, avx2) is None
+    assert slow_half_precision_warning(torch.bfloat16, gpu, avx2) is None
+    spr = CpuInfo("Xeon", 2, frozenset({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}))
+    assert slow_half_precision_warning(torch.bfloat16, cpu, spr) is None
+    assert slow_half_precision_warning(torch.float16, cpu, spr) is not None  # bf16 units, no fp16 ones
+    assert slow_half_precision_warning(torch.float16, cpu, CpuInfo("Xeon", 2, frozenset({"avx512_fp16"}))) is None

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ..core.machine import BF16_FLAGS, FP16_FLAGS, CpuInfo, cpu_info
 from .model_index import SUPPORTED_SCHEDULERS, MarigoldSpec, read_spec
 from .registry import lookup_model
 from .resolve import CheckpointError, resolve_checkpoint_path
@@ -166,17 +167,19 @@ def encode_empty_prompt(tokenizer, text_encoder) -> torch.Tensor:
     return text_encoder(ids.to(text_encoder.device))[0].detach().clone()
 
 
-def slow_half_precision_warning(dtype: torch.dtype, device: torch.device) -> str | None:
-    """A warning when float16/bfloat16 will run far slower than float32: on a CPU whose PyTorch kernels lack a
-    native half-precision path (capability below AVX-512; see the README "Performance" for measurements)."""
+def slow_half_precision_warning(dtype: torch.dtype, device: torch.device, cpu: CpuInfo | None = None) -> str | None:
+    """A warning when float16/bfloat16 will run far slower than float32: on a CPU without native support for that
+    dtype (bfloat16: AVX-512-BF16 or AMX-BF16; float16: AVX-512-FP16 or AMX-FP16; ``cpu``: default this machine's
+    flags, see :mod:`marigold_toolkit.core.machine`)."""
     if dtype == torch.float32 or device.type != "cpu":
         return None
-    capability = str(getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")())
-    if capability.upper().startswith("AVX512"):
+    cpu = cpu or cpu_info()
+    native, flags = (cpu.native_bf16, BF16_FLAGS) if dtype == torch.bfloat16 else (cpu.native_fp16, FP16_FLAGS)
+    if native:
         return None
     name = str(dtype).replace("torch.", "")
-    return (f"{name} on this CPU (kernel capability {capability or 'unknown'}) runs emulated and is typically far "
-            f"slower than float32; use dtype float32 here (half precision pays off on GPUs and AVX-512/AMX CPUs)")
+    return (f"{name} on this CPU ({cpu.model}, none of {' '.join(flags)}) runs emulated and is typically far "
+            f"slower than float32; use dtype float32 here, or --fast to pick the best dtype for this machine")
 
 
 def load_spec(model: str | Path, variant: str | None = None, revision: str | None = None,

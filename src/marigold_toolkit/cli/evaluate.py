@@ -3,6 +3,8 @@
 Benchmark mode:  marigold evaluate --benchmark NAME --data-dir ROOT --model MODEL [inference flags]
                  writes report.json, per_image.csv and report.md (published numbers next to ours) to --output-dir;
                  predictions are cached there, keyed by model and settings (re-scoring is free, runs resume).
+                 A video benchmark (pointodyssey-video, scannet-video, bonn-video, dydtof-video) runs the video
+                 pipeline per sequence (--mode, --preset as `marigold video`) and writes per_sequence.csv.
 Folder mode:     marigold evaluate --task depth|normals|intrinsics|depth_completion --predictions DIR --ground-truth DIR
                  [--alignment least_squares|least_squares_disparity|none] [--min-depth X] [--max-depth Y]
                  --output REPORT.json
@@ -20,13 +22,17 @@ import sys
 from pathlib import Path
 
 from ..checkpoints.resolve import CheckpointError
-from ..evaluation.datasets import get_benchmark
+from ..evaluation.datasets import VideoBenchmark, get_benchmark
 from ..evaluation.folder import FolderError, evaluate_folder
 from ..evaluation.plots import write_plots
 from ..evaluation.report import write_csv, write_json
 from ..evaluation.runner import evaluate_benchmark, resolve_settings
+from ..evaluation.video_runner import evaluate_video_benchmark
+from ..io.video import VideoReadError
 from ..pipeline.predictor import Predictor
 from ..tasks import get_task
+from ..video.job import VIDEO_MODES, protocol_mode, video_settings
+from ..video.rolling import PRESETS
 from .predict import (
     EXIT_FAILED,
     EXIT_OK,
@@ -46,13 +52,20 @@ def add_parser(sub) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("benchmark mode")
     g.add_argument("--benchmark", help="benchmark name (see `marigold benchmarks`)")
-    g.add_argument("--data-dir", type=Path, help="root folder of the benchmark data in its published layout")
-    g.add_argument("--split", type=Path, help="split file (default: the authors' file name under --data-dir)")
+    g.add_argument("--data-dir", "--data-root", dest="data_dir", type=Path,
+                   help="root folder of the benchmark data in its published layout")
+    g.add_argument("--split", type=Path, help="split file, or a video benchmark's folder of sequence CSV files "
+                                              "(default: the authors' name under --data-dir)")
     g.add_argument("--output-dir", type=Path, help="report folder (default: eval/<benchmark>/<model>)")
     g.add_argument("--max-samples", type=int, help="only the first N samples (quick checks)")
     g.add_argument("--plot-images", type=int, default=4, help="error maps for the first N images with --plots")
     g.add_argument("--plot-stems", help="comma-separated sample stems to draw error maps for (with --plots)")
     add_inference_arguments(g, ensemble_default=None)
+    v = p.add_argument_group("video benchmarks")
+    v.add_argument("--mode", choices=VIDEO_MODES,
+                   help="video pipeline (see `marigold video`; default: rolling with --preset paper for a "
+                        "checkpoint in RollingDepth's layout, else latent-init)")
+    v.add_argument("--preset", choices=sorted(PRESETS), help="rolling: the RollingDepth authors' presets")
     f = p.add_argument_group("folder mode")
     f.add_argument("--predictions", type=Path, help="folder of <stem>_<target>.npy predictions")
     f.add_argument("--ground-truth", type=Path, help="folder of <stem>.npy ground truth (intrinsics: <target>/<stem>.npy)")
@@ -131,6 +144,10 @@ def _run_benchmark(args) -> int:
         bench = get_benchmark(args.benchmark, args.data_dir, args.split)
     except (KeyError, ValueError, FileNotFoundError) as exc:
         return _usage(str(exc).strip("'\""))
+    if isinstance(bench, VideoBenchmark):
+        return _run_video_benchmark(args, bench)
+    if args.mode or args.preset:
+        return _usage(f"--mode and --preset apply to video benchmarks; '{bench.name}' is an image benchmark")
     problem = below_minimum(args, {"--ensemble": 1, "--batch-size": 1, "--steps": 1, "--max-samples": 1,
                                    "--processing-resolution": 0})
     if problem:
@@ -153,3 +170,45 @@ def _run_benchmark(args) -> int:
                                 plot_stems=[t for t in (args.plot_stems or "").split(",") if t] or None)
     logger.info("%s: %d image(s) scored; report in %s", bench.name, report["num_images"], out_dir)
     return EXIT_OK if report["num_images"] > 0 else EXIT_FAILED
+
+
+def _run_video_benchmark(args, bench: VideoBenchmark) -> int:
+    problem = below_minimum(args, {"--steps": 1, "--max-samples": 1, "--processing-resolution": 0})
+    if problem:
+        return _usage(problem)
+    if args.ensemble not in (None, 1):
+        return _usage(f"--ensemble {args.ensemble}: the video pipeline predicts each frame once")
+    if args.plots:
+        logger.warning("--plots: no plots are drawn for video benchmarks")
+    dtype = args.dtype or (PRESETS[args.preset]["dtype"] if args.preset else None)
+    try:
+        predictor = Predictor.from_pretrained(args.model, dtype=dtype, device=args.device, variant=args.variant,
+                                              task=args.task, **predictor_layout_kwargs(args))
+    except (CheckpointError, ValueError, OSError) as exc:
+        return _usage(str(exc).splitlines()[0])
+    if predictor.task.name != bench.task or not predictor.task.supports_video:
+        return _usage(f"benchmark '{bench.name}' needs a {bench.task} model that `marigold video` runs; "
+                      f"'{args.model}' predicts {predictor.task.name}")
+    mode, preset = args.mode, args.preset
+    if mode is None:
+        mode, default_preset = protocol_mode(predictor)
+        if preset is not None:
+            mode = "rolling"
+        elif mode == "rolling":
+            preset = default_preset
+    try:
+        settings, _ = video_settings(mode, preset, steps=args.steps, processing_resolution=args.processing_resolution,
+                                     seed=args.seed if args.seed is not None else bench.inference.seed,
+                                     resample=args.resample or "bilinear", write_png=False, write_mp4=False)
+    except ValueError as exc:
+        return _usage(str(exc).splitlines()[0])
+    out_dir = args.output_dir or Path("eval") / bench.name / _slug(str(args.model))
+    try:
+        report = evaluate_video_benchmark(bench, predictor, out_dir, settings, alignment=_alignment(args),
+                                          max_samples=args.max_samples, preset=preset)
+    except (VideoReadError, FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"error: {bench.name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+              file=sys.stderr)
+        return EXIT_FAILED
+    logger.info("%s: %d sequence(s) scored (%s); report in %s", bench.name, report["num_sequences"], mode, out_dir)
+    return EXIT_OK if report["num_sequences"] > 0 else EXIT_FAILED

@@ -19,6 +19,7 @@ from ..label.engines import ENGINES, RayOptions
 from ..label.job import LabelError, LabelJob, run_label_job
 from ..label.records import InferenceSettings
 from ..label.shards import FORMATS
+from ..pipeline.fast import fast_settings
 from .predict import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_inference_arguments, assign_stems, below_minimum
 
 SEED_HELP = ("job seed (default: %(default)s); image I gets the seed image_seed(S, sha256(I)), so its result equals "
@@ -63,12 +64,14 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    # --fast is resolved here, once, so every worker runs (and the settings hash records) the same dtype and layout
+    dtype, channels_last = fast_settings(args.fast, args.device, args.dtype, args.channels_last)
     settings = InferenceSettings(
         num_inference_steps=args.steps, ensemble_size=args.ensemble, processing_resolution=args.processing_resolution,
         match_input_resolution=not args.no_match_input_resolution, resample=args.resample or "bilinear",
-        seed=args.seed, batch_size=args.batch_size, dtype=args.dtype, variant=args.variant, device=args.device,
+        seed=args.seed, batch_size=args.batch_size, dtype=dtype, variant=args.variant, device=args.device,
         reduction=args.reduction, noise=args.noise, task=args.task, vae_tiling=args.tiled_vae,
-        vae_tile_size=args.vae_tile_size, channels_last=args.channels_last,
+        vae_tile_size=args.vae_tile_size, channels_last=channels_last, decoder=args.decoder,
         max_pixels=int(args.max_megapixels * 1e6))
     job = LabelJob(
         inputs=args.inputs, output=args.output, model=args.model, settings=settings, engine=args.engine,

@@ -8,9 +8,9 @@ import sys
 
 from .. import __version__
 from ..checkpoints.registry import list_models
-from ..evaluation.datasets import BENCHMARKS
+from ..evaluation.datasets import BENCHMARKS, VIDEO_BENCHMARKS
 from ..synth import cli as synth_cli
-from . import complete, evaluate, export, label, predict, pretrain, serve, train, video
+from . import complete, distill, evaluate, export, label, predict, pretrain, serve, train, video
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_parser(sub)
     train.add_parser(sub)
     pretrain.add_parser(sub)
+    distill.add_parser(sub)
     export.add_parser(sub)
     label.add_parser(sub)
     serve.add_parser(sub)
@@ -53,6 +54,9 @@ def _list_benchmarks(args) -> int:
         inf = cls.inference
         print(f"{name:18s} {cls.task:16s} n={cls.num_samples!s:6s} res={inf.processing_resolution:<4d} "
               f"ensemble={inf.ensemble_size:<3d} seed={inf.seed:<5d} split={cls.split_file or '(files in gt/)'}")
+    for name, cls in VIDEO_BENCHMARKS.items():
+        print(f"{name:18s} {cls.task + ' (video)':16s} n={cls.num_samples!s:6s} frames={cls.num_frames!s:<4s} "
+              f"range=({cls.min_depth:g}, {cls.max_depth:g}) m  split={cls.split_file}/*.csv")
     return 0
 
 

@@ -52,7 +52,16 @@ def add_inference_arguments(p: argparse.ArgumentParser, ensemble_default: int | 
                    help="resampling for resizing input and output (default: bilinear)")
     p.add_argument("--seed", type=int, help="seed; each image then gets Generator('cpu').manual_seed(S)")
     p.add_argument("--batch-size", type=int, default=1, help="image x ensemble rows per model call")
-    p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"),
+                   help="model dtype (default: float32, or what --fast picks for this machine)")
+    p.add_argument("--fast", action="store_true",
+                   help="machine-aware fast tier, logged with its reason: bfloat16 channels-last on CPUs with "
+                        "AVX-512-BF16/AMX, float32 on other CPUs, half precision + torch.compile (CUDA graphs) on "
+                        "CUDA; an explicit --dtype/--backend/--channels-last wins")
+    p.add_argument("--decoder", metavar="PATH|HUB_ID|bundled",
+                   help="decode with a tiny AutoencoderTiny instead of the VAE decoder: 'bundled' (the checkpoint's "
+                        "tiny_decoder/, e.g. the demo models'), a folder from 'marigold distill-decoder', or a hub id "
+                        "such as madebyollin/taesd; faster, not exact (see its distill_report.json)")
     p.add_argument("--variant", help="weight file variant, e.g. fp16")
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: best available)")
     p.add_argument("--reduction", help="ensembling reduction (depth/intrinsics: median|mean, normals: closest|mean)")
@@ -67,9 +76,9 @@ def add_inference_arguments(p: argparse.ArgumentParser, ensemble_default: int | 
 
 
 def predictor_layout_kwargs(args: argparse.Namespace) -> dict:
-    """The Predictor arguments of :func:`add_inference_arguments`' memory/layout flags."""
+    """The Predictor arguments of :func:`add_inference_arguments`' memory/layout/fast-tier flags."""
     return dict(vae_tiling=args.tiled_vae or args.vae_tile_size is not None, vae_tile_size=args.vae_tile_size,
-                channels_last=args.channels_last)
+                channels_last=args.channels_last, fast=args.fast, decoder=args.decoder)
 
 
 def add_export_arguments(p: argparse.ArgumentParser, metric: bool = True) -> None:

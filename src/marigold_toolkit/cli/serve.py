@@ -32,10 +32,13 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="hub id, registry alias (demo-depth, demo-normals: offline) or local folder; repeat for "
                         "several models, the first is the default (default: demo-depth)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: best available)")
-    p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"),
+                   help="model dtype (default: float32, or what --fast picks for this machine)")
     p.add_argument("--fast", action="store_true",
-                   help="the fast tier: torch.compile in channels-last layout (the first requests of each size "
-                        "compile)")
+                   help="machine-aware fast tier (as predict --fast: bfloat16 channels-last on CPUs with "
+                        "AVX-512-BF16/AMX, half precision + torch.compile on CUDA; logged)")
+    p.add_argument("--decoder", metavar="PATH|HUB_ID|bundled",
+                   help="tiny decoder for every model (as predict --decoder)")
 
 
 def add_parser(sub) -> None:
@@ -86,8 +89,8 @@ def model_loaders(args: argparse.Namespace) -> tuple[dict, str | None]:
         except (CheckpointError, OSError, ValueError) as exc:
             return {}, f"--model {name}: {str(exc).splitlines()[0]}"
         loaders[name] = functools.partial(
-            Predictor.from_pretrained, name, dtype=args.dtype, device=args.device,
-            backend="compile" if args.fast else "eager", channels_last=args.fast)
+            Predictor.from_pretrained, name, dtype=args.dtype, device=args.device, fast=args.fast,
+            decoder=args.decoder)
     return loaders, None
 
 

@@ -16,9 +16,8 @@ from pathlib import Path
 from ..checkpoints.resolve import CheckpointError
 from ..io.video import FrameSelection, FrameSource, VideoReadError
 from ..pipeline.predictor import Predictor
-from ..video.coalign import CoalignConfig
-from ..video.job import VIDEO_MODES, VideoSettings, run_video
-from ..video.rolling import PRESETS, RollingSettings
+from ..video.job import VIDEO_MODES, VideoSettings, run_video, video_settings
+from ..video.rolling import PRESETS
 from .predict import EXIT_FAILED, EXIT_OK, EXIT_USAGE, below_minimum
 
 logger = logging.getLogger(__name__)
@@ -68,20 +67,11 @@ def add_parser(sub) -> None:
 
 
 def _settings(args: argparse.Namespace) -> tuple[VideoSettings, str]:
-    preset = PRESETS[args.preset] if args.preset else {}
-    if args.preset and args.mode != "rolling":
-        raise ValueError("--preset applies to --mode rolling")
-    rolling = RollingSettings(
-        dilations=args.dilations or preset.get("dilations", (1, 25)),
-        snippet_length=args.snippet_length or 3,
-        cap_dilation=not args.no_cap_dilation and preset.get("cap_dilation", True),
-        refine_steps=args.refine_steps if args.refine_steps is not None else preset.get("refine_steps", 0),
-        snippets_per_call=args.snippets_per_call,
-        coalign=CoalignConfig(iterations=args.coalign_iterations or 2000))
-    res = args.processing_resolution if args.processing_resolution is not None else preset.get("processing_resolution")
-    return (VideoSettings(mode=args.mode, steps=args.steps, processing_resolution=res, seed=args.seed,
-                          chunk=args.chunk, rolling=rolling, write_png=not args.no_png, write_mp4=not args.no_mp4),
-            args.dtype or preset.get("dtype", "float32"))
+    return video_settings(args.mode, args.preset, dilations=args.dilations, snippet_length=args.snippet_length,
+                          cap_dilation=not args.no_cap_dilation, refine_steps=args.refine_steps,
+                          snippets_per_call=args.snippets_per_call, coalign_iterations=args.coalign_iterations,
+                          steps=args.steps, processing_resolution=args.processing_resolution, seed=args.seed,
+                          chunk=args.chunk, write_png=not args.no_png, write_mp4=not args.no_mp4, dtype=args.dtype)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -70,23 +70,31 @@ def _fmt(metric: str, v: float | None) -> str:
     return f"{v:.2f}"
 
 
-def markdown_table(benchmark: str, ours: dict[str, float], settings: dict[str, Any], label: str = "ours") -> str:
-    """Our means next to the published rows of ``benchmark`` (percent for fractions, as the papers print)."""
+def markdown_table(benchmark: str, ours: dict[str, float], settings: dict[str, Any], label: str = "ours",
+                   metrics: list[str] | tuple[str, ...] | None = None, setting: str | None = None) -> str:
+    """Our means next to the published rows of ``benchmark`` (percent for fractions, as the papers print).
+
+    Columns: the published rows' metrics, else ``metrics``, else our first six; ``setting`` describes our row
+    (default ``"<steps> steps x <ensemble>"`` from ``settings``)."""
     rows = published_rows(benchmark)
-    metrics = []
+    names: list[str] = []
     for _, _, vals, _ in rows:
-        metrics += [m for m in vals if m not in metrics]
-    if not metrics:
-        metrics = list(ours)[:6]
+        names += [m for m in vals if m not in names]
+    if not names:
+        names = ([m for m in metrics if m in ours] if metrics else []) or list(ours)[:6]
+    metrics = names
     head = "| method | settings | " + " | ".join(metrics) + " | source |"
     sep = "|" + "---|" * (len(metrics) + 3)
-    setting = f"{settings.get('num_inference_steps', '?')} steps x {settings.get('ensemble_size', '?')}"
+    if setting is None:
+        setting = f"{settings.get('num_inference_steps', '?')} steps x {settings.get('ensemble_size', '?')}"
     lines = [head, sep, f"| **{label}** | {setting} | " + " | ".join(_fmt(m, ours.get(m)) for m in metrics) +
              " | this run |"]
     for method, s, vals, src in rows:
         lines.append(f"| {method} | {s} | " + " | ".join(_fmt(m, vals.get(m)) for m in metrics) + f" | {src} |")
     note = ("Fractions are shown in percent (AbsRel x100, delta1 %, within-11.25 %); errors in degrees / dB. "
             "Published rows are the papers' numbers, not re-runs.")
+    if "tae" in metrics:
+        note += " TAE is in percent as computed (Video Depth Anything's definition)."
     return f"## {benchmark}\n\n" + "\n".join(lines) + f"\n\n{note}\n"
 
 

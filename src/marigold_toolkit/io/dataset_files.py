@@ -137,19 +137,27 @@ def read_split_file(
     parse_line: Callable[[list[str], int], SplitEntry | None],
     min_columns: int = 1,
     unique: bool = False,
+    delimiter: str | None = None,
 ) -> list[SplitEntry]:
-    """Parse a whitespace-separated split file into entries.
+    """Parse a split file into entries: whitespace-separated columns, or with ``delimiter`` (``","`` for the
+    RollingDepth authors' CSV files) columns cut at that character and stripped.
 
-    Blank lines and lines starting with ``#`` are skipped; ``parse_line(columns, line_no)`` may drop a line by
-    returning ``None``. A repeated sample id is an error with ``unique`` (evaluation: every sample is scored
-    once), else kept with one warning (training: it is sampled more often).
+    Blank lines and lines starting with ``#`` are skipped (a UTF-8 byte-order mark is ignored);
+    ``parse_line(columns, line_no)`` may drop a line (e.g. a CSV header) by returning ``None``. A repeated
+    sample id is an error with ``unique`` (evaluation: every sample is scored once), else kept with one warning
+    (training: it is sampled more often).
     """
     entries: list[SplitEntry] = []
     seen: dict[str, int] = {}
     repeats = 0
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:
         for line_no, line in enumerate(f, start=1):
-            cols = line.split()
+            if delimiter is None:
+                cols = line.split()
+            else:
+                cols = [c.strip() for c in line.rstrip("\r\n").split(delimiter)] if line.strip() else []
+                while cols and not cols[-1]:
+                    cols.pop()  # a trailing delimiter adds no column
             if not cols or cols[0].startswith("#"):
                 continue
             if len(cols) < min_columns:
@@ -186,8 +194,10 @@ class SplitFileDataset:
     #: default split file name(s), tried in order in the data folder
     split_file: str = ""
     split_files: tuple[str, ...] = ()
-    #: where the split file lives in the authors' repository (prs-eth/Marigold), for error messages
+    #: where the split file lives in the authors' repository (:attr:`split_repository`), for error messages
     split_source: str = ""
+    #: the authors' repository that publishes the split files
+    split_repository: str = "prs-eth/Marigold"
     #: the fewest whitespace-separated columns a split line must have
     min_columns: int = 2
     #: whether a repeated sample id is an error (see :func:`read_split_file`)
@@ -223,7 +233,8 @@ class SplitFileDataset:
     def read_split(self, path: Path) -> list[SplitEntry]:
         """Parse the split file at ``path`` (see :meth:`parse_line`)."""
         if not Path(path).is_file():
-            hint = f" (the authors' `{self.split_source}` from prs-eth/Marigold)" if self.split_source else ""
+            hint = (f" (the authors' `{self.split_source}` from {self.split_repository})" if self.split_source
+                    else "")
             raise FileNotFoundError(
                 f"{path}: split file for {self.kind} '{self.name}' not found; place "
                 f"{' or '.join(self._split_names()) or 'it'}{hint} in the data folder or pass split=...")

@@ -154,6 +154,40 @@ class FrameSource:
         return self.frames()
 
 
+class ArrayFrameSource:
+    """Frames already in memory, ``[T, H, W, 3]`` uint8 (e.g. an evaluation sequence), with the interface of
+    :class:`FrameSource` (``len()``, ``fps``, ``size``, ``stem``, ``path``, ``numbers``, :meth:`frames`), so the
+    video pipeline runs on them unchanged. ``path`` only names the frames in records and messages."""
+
+    is_folder = False
+
+    def __init__(self, frames: np.ndarray, stem: str, fps: float = 30.0, path: str | Path | None = None):
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
+            raise VideoReadError(f"{path or stem}: frames must be a non-empty [T, H, W, 3] uint8 array, got "
+                                 f"{frames.dtype} {tuple(frames.shape)}")
+        self._frames = frames
+        self.stem = stem
+        self.fps = float(fps)
+        self.path = Path(path) if path is not None else Path(stem)
+        self.size = (int(frames.shape[1]), int(frames.shape[2]))
+        self.selection = FrameSelection()
+
+    def __len__(self) -> int:
+        return int(self._frames.shape[0])
+
+    @property
+    def numbers(self) -> list[int]:
+        return list(range(len(self)))
+
+    def frames(self, skip: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+        for k in range(skip, len(self)):
+            yield k, self._frames[k]
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        return self.frames()
+
+
 def _import_av():
     try:
         import av

@@ -80,6 +80,8 @@ class InferenceSettings:
     vae_tiling: bool = False
     vae_tile_size: int | None = None
     channels_last: bool = False
+    #: a tiny decoder (``Predictor.from_pretrained``'s ``decoder``), or ``None``: the VAE's own
+    decoder: str | None = None
     #: inputs with more pixels are refused (a failed input, not a result setting)
     max_pixels: int = MAX_PIXELS
 
@@ -91,7 +93,7 @@ class InferenceSettings:
         """Keyword arguments of :meth:`Predictor.from_pretrained`."""
         return dict(dtype=self.dtype, device=self.device, variant=self.variant, task=self.task,
                     vae_tiling=self.vae_tiling or self.vae_tile_size is not None, vae_tile_size=self.vae_tile_size,
-                    channels_last=self.channels_last)
+                    channels_last=self.channels_last, decoder=self.decoder)
 
     def predict_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :meth:`Predictor.predict` (without the images and seeds)."""
@@ -137,6 +139,8 @@ def result_settings(spec: Any, settings: InferenceSettings) -> dict[str, Any]:
         "vae_tiling": settings.vae_tiling or settings.vae_tile_size is not None,
         "vae_tile_size": settings.vae_tile_size,
         "channels_last": settings.channels_last,
+        # only when set, so jobs written before tiny decoders existed keep their settings hash
+        **({"decoder": settings.decoder} if settings.decoder else {}),
     }
 
 

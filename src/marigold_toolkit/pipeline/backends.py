@@ -79,11 +79,15 @@ def _channels_last(calls: ModelCalls) -> ModelCalls:
                       lambda x: encode(cl(x)).contiguous(), lambda z: decode(cl(z)).contiguous())
 
 
-def eager_calls(unet: torch.nn.Module, vae: torch.nn.Module, channels_last: bool = False) -> ModelCalls:
+def eager_calls(unet: torch.nn.Module, vae: torch.nn.Module, channels_last: bool = False,
+                decode: VaeFn | None = None) -> ModelCalls:
     """The diffusers modules called as they are (the reference); ``channels_last``: NHWC inputs (the modules must
-    have been converted by the caller, see :meth:`~marigold_toolkit.pipeline.predictor.Predictor`)."""
+    have been converted by the caller, see :meth:`~marigold_toolkit.pipeline.predictor.Predictor`); ``decode``:
+    another decoder (a tiny one, :func:`~marigold_toolkit.checkpoints.tiny_decoder.tiny_decode_fn`) in place of
+    the VAE's."""
     calls = ModelCalls(
-        "eager", as_unet_fn(unet), lambda x: vae.encode(x).latent_dist.mode(), lambda z: vae.decode(z).sample
+        "eager", as_unet_fn(unet), lambda x: vae.encode(x).latent_dist.mode(),
+        decode if decode is not None else (lambda z: vae.decode(z).sample),
     )
     return _channels_last(calls) if channels_last else calls
 
@@ -131,7 +135,7 @@ class _CompiledOrEager:
 
 def compiled_calls(
     unet: torch.nn.Module, vae: torch.nn.Module, mode: str | None = None, backend: str = "inductor",
-    dynamic: bool | None = None, channels_last: bool = False,
+    dynamic: bool | None = None, channels_last: bool = False, decode: VaeFn | None = None,
 ) -> ModelCalls:
     """``torch.compile`` the UNet and the VAE encode/decode (lazily: each new input shape compiles at its first
     call, which takes long on a CPU; later calls with that shape are fast).
@@ -142,11 +146,15 @@ def compiled_calls(
             capture only; used by the tests to check the compiled graphs quickly).
         dynamic: ``torch.compile``'s ``dynamic`` (``None``: static first, dynamic after a shape change).
         channels_last: NHWC inputs, as :func:`eager_calls`.
+        decode: another decoder function, as :func:`eager_calls` (compiled like the VAE's).
+
+    With ``mode="reduce-overhead"`` (CUDA graphs) each call's output is copied out of the graph's memory pool, so
+    the next replay cannot overwrite a result the loop still holds.
 
     If compilation is unavailable (see :func:`compile_unavailable_reason`) one warning is logged and the eager
     calls are returned; if it fails at run time each call falls back to eager with one warning.
     """
-    eager = eager_calls(unet, vae, channels_last)
+    eager = eager_calls(unet, vae, channels_last, decode)
     reason = compile_unavailable_reason(backend, next(unet.parameters()).device)
     if reason is not None:
         logger.warning("torch.compile unavailable (%s); running eagerly", reason)
@@ -154,8 +162,10 @@ def compiled_calls(
     opts = dict(mode=mode, backend=backend, dynamic=dynamic)
     unet_c = as_unet_fn(torch.compile(unet, **opts))
     encode_c = torch.compile(lambda x: vae.encode(x).latent_dist.mode(), **opts)
-    decode_c = torch.compile(lambda z: vae.decode(z).sample, **opts)
+    decode_c = torch.compile(decode if decode is not None else (lambda z: vae.decode(z).sample), **opts)
     compiled = ModelCalls("compile", unet_c, encode_c, decode_c)
+    if mode == "reduce-overhead":
+        compiled = ModelCalls("compile", *(_copied(f) for f in (compiled.unet, compiled.encode, compiled.decode)))
     if channels_last:
         compiled = _channels_last(compiled)
     return ModelCalls(
@@ -163,6 +173,11 @@ def compiled_calls(
         _CompiledOrEager(compiled.encode, eager.encode, "VAE encoder"),
         _CompiledOrEager(compiled.decode, eager.decode, "VAE decoder"),
     )
+
+
+def _copied(fn: Callable) -> Callable:
+    """``fn`` whose output tensor is cloned (out of a CUDA graph's static memory)."""
+    return lambda *args: fn(*args).clone()
 
 
 # -- ONNX Runtime ---------------------------------------------------------------------------------------------

@@ -11,15 +11,17 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..checkpoints.loading import MarigoldComponents, enable_vae_tiling, load_components, vae_stride
+from ..checkpoints.loading import MarigoldComponents, enable_vae_tiling, load_components, resolve_device, vae_stride
 from ..checkpoints.model_index import INITIAL_NOISE
 from ..checkpoints.onnx import check_matches, read_manifest
+from ..checkpoints.tiny_decoder import load_tiny_decoder, tiny_decode_fn
 from ..core.image import RESAMPLE_METHODS, pad_to_multiple, resize, resize_to_max_edge, to_tensor, unpad
 from ..io.images import load_image, pil_to_array
 from ..tasks import Task
 from ..tasks.base import chw_to_hwc
 from .backends import BACKENDS, BackendError, ModelCalls, compiled_calls, eager_calls, onnx_calls
 from .denoise import NoisePlan, decode_latents, denoise, draw_noise, encode_images, is_stochastic, make_generators
+from .fast import FastPlan, choose_fast_plan
 from .high_resolution import HighResolution, predict_high_resolution
 from .outputs import MarigoldOutput
 
@@ -57,8 +59,13 @@ class Predictor:
         vae_tile_size: int | None = None,
         channels_last: bool = False,
         high_resolution: HighResolution | bool | None = None,
+        decoder: str | Path | None = None,
+        compile_mode: str | None = None,
+        fast_plan: FastPlan | None = None,
     ):
-        """Wrap loaded components; the other arguments as in :meth:`from_pretrained`."""
+        """Wrap loaded components; the other arguments as in :meth:`from_pretrained` (``compile_mode``:
+        ``torch.compile``'s mode for ``backend="compile"``; ``fast_plan``: what ``fast=True`` chose, recorded in
+        the outputs' settings)."""
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; use one of {BACKENDS}")
         if backend == "onnx" and vae_tiling:
@@ -78,12 +85,20 @@ class Predictor:
             raise BackendError("channels_last applies to the torch backends (eager, compile), not onnx")
         self.channels_last = bool(channels_last)
         self.high_resolution = high_resolution
+        self.fast_plan = fast_plan
+        self.decoder_source = None if decoder is None else str(decoder)
+        self.tiny_decoder = None
+        if decoder is not None:
+            self.tiny_decoder = load_tiny_decoder(
+                decoder, self.spec.path, latent_channels=int(self.vae.config.latent_channels),
+                stride=self.latent_stride, dtype=self.dtype, device=self.device)
         if self.channels_last:
-            self.unet.to(memory_format=torch.channels_last)
-            self.vae.to(memory_format=torch.channels_last)
-        self.calls: ModelCalls = eager_calls(self.unet, self.vae, self.channels_last)
+            for module in (self.unet, self.vae, self.tiny_decoder):
+                if module is not None:
+                    module.to(memory_format=torch.channels_last)
+        self.calls: ModelCalls = eager_calls(self.unet, self.vae, self.channels_last, decode=self._tiny_decode())
         if backend == "compile":
-            self.compile_models()
+            self.compile_models(mode=compile_mode)
         elif backend == "onnx":
             self.use_onnx(onnx_dir)
 
@@ -103,6 +118,8 @@ class Predictor:
         channels_last: bool = False,
         task: str | None = None,
         high_resolution: HighResolution | bool | None = None,
+        fast: bool = False,
+        decoder: str | Path | None = None,
     ) -> Predictor:
         """Load a checkpoint: hub id (``"prs-eth/marigold-normals-v1-1"``), registry alias or local folder.
 
@@ -124,6 +141,15 @@ class Predictor:
             task: the task where the checkpoint's layout does not tell it (the E2E-FT checkpoints are saved as a
                 Stable Diffusion pipeline; their registry aliases name it).
             high_resolution: the default of :meth:`predict`'s ``high_resolution`` (global pass + aligned tiles).
+            fast: the machine-aware fast tier (:func:`~marigold_toolkit.pipeline.fast.choose_fast_plan`): bfloat16
+                channels-last on CPUs with native bf16 (AVX-512-BF16/AMX), float32 eager on other CPUs, half
+                precision + ``torch.compile`` with CUDA graphs on CUDA; logs what it chose and why. An explicit
+                ``dtype``, ``backend``/``compile`` or ``channels_last`` wins over its choice.
+            decoder: decode latents with a tiny ``AutoencoderTiny`` instead of the VAE decoder
+                (:mod:`~marigold_toolkit.checkpoints.tiny_decoder`): ``"bundled"`` (the checkpoint's own
+                ``tiny_decoder/``, e.g. the demo models'), a folder (``marigold distill-decoder`` writes one) or a
+                hub id (``madebyollin/taesd``). Faster, not exact: a distilled decoder's ``distill_report.json``
+                states its measured deviation.
         """
         if compile and backend not in ("eager", "compile"):
             raise ValueError(f"compile=True conflicts with backend={backend!r}")
@@ -132,9 +158,21 @@ class Predictor:
         backend = "compile" if compile else backend
         if backend not in BACKENDS:  # before loading any weights
             raise ValueError(f"unknown backend {backend!r}; use one of {BACKENDS}")
+        plan, compile_mode = None, None
+        if fast:
+            plan = choose_fast_plan(resolve_device(device))
+            logger.info("fast tier: %s", plan.describe())
+            if dtype is None:
+                dtype = plan.dtype
+            elif str(dtype).replace("torch.", "") != plan.dtype:
+                logger.info("fast tier: keeping dtype %s as given (the plan says %s)", dtype, plan.dtype)
+            if backend == "eager":
+                backend, compile_mode = plan.backend, plan.compile_mode
+            channels_last = channels_last or (plan.channels_last and backend != "onnx")
         return cls(load_components(model, dtype=dtype, device=device, variant=variant, revision=revision, task=task),
                    vae_tiling=vae_tiling, backend=backend, onnx_dir=onnx_dir, vae_tile_size=vae_tile_size,
-                   channels_last=channels_last, high_resolution=high_resolution)
+                   channels_last=channels_last, high_resolution=high_resolution, decoder=decoder,
+                   compile_mode=compile_mode, fast_plan=plan)
 
     # -- fast tier --------------------------------------------------------------------------------------------
     def compile_models(self, mode: str | None = None, backend: str = "inductor") -> Predictor:
@@ -148,8 +186,15 @@ class Predictor:
         if self.backend == "onnx":
             raise BackendError("this predictor released its torch weights for the onnx backend; load the "
                                "checkpoint again to compile it")
-        self.calls = compiled_calls(self.unet, self.vae, mode=mode, backend=backend, channels_last=self.channels_last)
+        self.calls = compiled_calls(self.unet, self.vae, mode=mode, backend=backend, channels_last=self.channels_last,
+                                    decode=self._tiny_decode())
         return self
+
+    def _tiny_decode(self):
+        """The tiny decoder as a VAE-decoder function, or ``None`` (the VAE's own decoder)."""
+        if self.tiny_decoder is None:
+            return None
+        return tiny_decode_fn(self.tiny_decoder, self.vae.config.scaling_factor)
 
     def use_onnx(self, onnx_dir: str | Path, providers: list[str] | None = None) -> Predictor:
         """Run the UNet and the VAE through ONNX Runtime sessions on the export in ``onnx_dir``; returns ``self``.
@@ -167,6 +212,8 @@ class Predictor:
         self.vae.to("meta")
         try:
             self.calls = onnx_calls(onnx_dir, self.device, providers=providers)
+            if self.tiny_decoder is not None:  # the tiny decoder stays a torch module
+                self.calls = ModelCalls("onnx", self.calls.unet, self.calls.encode, self._tiny_decode())
         except BackendError as exc:
             self.calls = ModelCalls("onnx", *(_released,) * 3)
             raise BackendError(f"{exc} (this predictor's torch weights were released; load the checkpoint "
@@ -274,7 +321,8 @@ class Predictor:
                 ``torch.Generator("cpu").manual_seed(seed)``), or one per image.
             generator: alternatively a CPU/CUDA generator shared by all images in order, or one per image.
             ensembling_kwargs: e.g. ``{"reduction": "mean"}``; depth also ``regularizer_strength``, ``max_iter``,
-                ``tol``, ``max_res``.
+                ``tol``, ``max_res`` and ``method`` (``"bfgs"``, the authors'; ``"least-squares"``: continuous in
+                the members and ~25x cheaper, see :mod:`marigold_toolkit.tasks.depth.ensemble`).
             output_uncertainty: uncertainty maps (default: when ``ensemble_size > 1``).
             show_progress: tqdm bar over denoising rows.
             noise: the initial latents, ``"gaussian"`` (diffusion estimators) or ``"zeros"`` (end-to-end
@@ -359,6 +407,7 @@ class Predictor:
             "resample_method_input": resample_method_input, "resample_method_output": resample_method_output,
             "scheduler": type(self.scheduler).__name__, "dtype": str(self.dtype).replace("torch.", ""),
             "backend": self.backend, "channels_last": self.channels_last, "noise": noise,
+            "decoder": self.decoder_source, "fast": self.fast_plan is not None,
         }
         T = self.task.n_targets
         bar = tqdm(total=len(items) * ensemble_size, desc="Marigold", disable=not show_progress, leave=False)

@@ -155,6 +155,8 @@ class Task(ABC):
     extra_options: ClassVar[tuple[str, ...]] = ()
     #: whether ``marigold video`` runs it (temporally consistent depth)
     supports_video: ClassVar[bool] = False
+    #: the per-sequence metrics of :meth:`score_video` a video benchmark's ``report.md`` shows
+    video_report_keys: ClassVar[tuple[str, ...]] = ()
     #: the range of a target's values; 16-bit encodings (label shards, server answers) map it to 0..65535
     value_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
     #: the range of an uncertainty map's values (the built-in ensembles' spreads and mean angles / pi; 16-bit
@@ -223,6 +225,17 @@ class Task(ABC):
     def finalize(self, prediction: torch.Tensor) -> torch.Tensor:
         """Post-process ``[T, C, H, W]`` after resizing to the output size (default: clip to [0, 1])."""
         return prediction.clip(0.0, 1.0)
+
+    # -- deviation between two ways of computing the same prediction (fast tier, tiny decoders) ------------------
+    #: the :meth:`deviation` key a fast path's tolerance is stated in
+    deviation_key = "mean_abs"
+
+    def deviation(self, pred: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
+        """How far ``pred`` is from ``ref``, two codec-decoded predictions of the same inputs ``[N, C, H, W]``
+        (e.g. a tiny decoder's and the full decoder's): default mean and max absolute difference."""
+        check_shape(pred, "N C H W", "pred")
+        diff = (pred.double() - ref.double()).abs()
+        return {"mean_abs": float(diff.mean()), "max_abs": float(diff.max())}
 
     # -- high-resolution tiling ---------------------------------------------------------------------------------
     @property
@@ -372,6 +385,14 @@ class Task(ABC):
         Returns ``(metrics, aux)``: :attr:`metric_keys` -> float, and whatever :meth:`error_map` needs (the aligned
         prediction for depth, else ``None``). Raises :class:`~marigold_toolkit.core.metrics.EmptyMaskError` when
         no pixel can be scored."""
+
+    def score_video(self, preds: Mapping[str, np.ndarray], gt: Any, mask: np.ndarray | None = None,
+                    **options: Any) -> tuple[dict[str, float], Any]:
+        """Per-sequence metrics of a video prediction ``preds`` (target name -> ``[T, h, w, ...]``, any frame size)
+        against the ground truth ``gt`` (``[T, H, W, ...]``) over the bool ``[T, H, W]`` ``mask``, with one
+        alignment for the whole sequence where the task aligns (``options``: the video benchmark's protocol).
+        Returns ``(metrics, aux)`` like :meth:`score`. Default: not defined (:class:`TaskError`)."""
+        raise TaskError(f"{self.name}: video evaluation is not defined for this task")
 
     def main_metric_key(self) -> str:
         """The per-image metric of the evaluation histogram (:attr:`validation_metric`, of the first target)."""

@@ -8,8 +8,9 @@ from .random_checkpoints import (
     build_random_e2e_ft_checkpoint,
     build_random_sd2_base,
     build_random_task_checkpoint,
+    build_random_tiny_decoder,
     n_targets_of,
 )
 
 __all__ = ["LAYOUTS", "architecture_config", "build_random_checkpoint", "build_random_e2e_ft_checkpoint", "build_random_sd2_base",
-           "build_random_task_checkpoint", "n_targets_of"]
+           "build_random_task_checkpoint", "build_random_tiny_decoder", "n_targets_of"]

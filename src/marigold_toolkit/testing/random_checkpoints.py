@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from ..checkpoints.model_index import MarigoldSpec, write_model_index
+from ..checkpoints.tiny_decoder import new_tiny_decoder, save_tiny_decoder
 from ..checkpoints.sd2 import SD2_SCHEDULER_CONFIG, finish_tokenizer_folder, write_tokenizer_vocab
 from ..tasks import Task
 
@@ -275,3 +276,15 @@ def build_random_rollingdepth_checkpoint(out_dir: str | Path, size: str = "tiny"
              "vae": ["diffusers", "AutoencoderKL"]}
     (out_dir / "model_index.json").write_text(json.dumps(index, indent=2))
     return out_dir
+
+
+def build_random_tiny_decoder(folder: str | Path, latent_channels: int = 4, size: str = "tiny", seed: int = 0) -> Path:
+    """A randomly initialised tiny decoder (diffusers' ``AutoencoderTiny`` layout) for a checkpoint's latents:
+    ``size="tiny"`` (8 channels per level, one block each; for tests) or ``"taesd"`` (TAESD's decoder
+    architecture, 64 channels, (3, 3, 3, 1) blocks; for benchmarks: its speed does not depend on the weights)."""
+    arch = {"tiny": (8, (1, 1, 1, 1)), "taesd": (64, (3, 3, 3, 1))}
+    if size not in arch:
+        raise ValueError(f"unknown tiny decoder size {size!r}; use one of {sorted(arch)}")
+    torch.manual_seed(seed)
+    width, blocks = arch[size]
+    return save_tiny_decoder(new_tiny_decoder(latent_channels, width, blocks), folder)

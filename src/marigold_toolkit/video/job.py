@@ -37,7 +37,8 @@ from ..io.files import png16_bytes
 from ..io.video import FrameSource, VideoWriter
 from ..visualize import side_by_side
 from .latent_init import LatentCarry, common_noise, predict_frame
-from .rolling import RollingDepth, RollingSettings, settings_record
+from .coalign import CoalignConfig
+from .rolling import PRESETS, RollingDepth, RollingSettings, settings_record
 from .work import WorkFolder
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,47 @@ class VideoResult:
     frames: int
     seconds: float
     prediction_space: str
+
+
+def video_settings(mode: str = "latent-init", preset: str | None = None, *, dilations: tuple[int, ...] | None = None,
+                   snippet_length: int | None = None, cap_dilation: bool = True, refine_steps: int | None = None,
+                   snippets_per_call: int = 1, coalign_iterations: int | None = None, steps: int | None = None,
+                   processing_resolution: int | None = None, seed: int | None = 0, resample: str = "bilinear",
+                   chunk: int = 16, write_png: bool = True, write_mp4: bool = True,
+                   dtype: str | None = None) -> tuple[VideoSettings, str]:
+    """``(VideoSettings, dtype)`` from a mode, one of the authors' RollingDepth ``preset`` names
+    (:data:`~.rolling.PRESETS`; ``--mode rolling`` only) and explicit values, which win over the preset's.
+    dtype: ``dtype``, else the preset's, else float32."""
+    if preset is not None and preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(sorted(PRESETS))}")
+    if preset is not None and mode != "rolling":
+        raise ValueError("--preset applies to --mode rolling")
+    p = PRESETS[preset] if preset else {}
+    rolling = RollingSettings(
+        dilations=dilations or p.get("dilations", (1, 25)), snippet_length=snippet_length or 3,
+        cap_dilation=cap_dilation and p.get("cap_dilation", True),
+        refine_steps=refine_steps if refine_steps is not None else p.get("refine_steps", 0),
+        snippets_per_call=snippets_per_call, coalign=CoalignConfig(iterations=coalign_iterations or 2000))
+    res = processing_resolution if processing_resolution is not None else p.get("processing_resolution")
+    return (VideoSettings(mode=mode, steps=steps, processing_resolution=res, seed=seed, resample=resample,
+                          chunk=chunk, rolling=rolling, write_png=write_png, write_mp4=write_mp4),
+            dtype or p.get("dtype", "float32"))
+
+
+def protocol_mode(predictor: Any) -> tuple[str, str | None]:
+    """The video mode (and preset) a checkpoint is evaluated with by default: ``("rolling", "paper")`` for a
+    checkpoint in RollingDepth's layout (its authors' paper settings), ``("latent-init", None)`` for any other."""
+    if predictor.spec.model_index.get("_class_name") == "RollingDepthPipeline":
+        return "rolling", "paper"
+    return "latent-init", None
+
+
+def settings_key_record(settings: VideoSettings) -> dict[str, Any]:
+    """What defines a video prediction of :func:`run_video` besides the model: mode, steps, resolution, seed,
+    resampling and (rolling) RollingDepth's settings; not the chunking or the optional PNG / mp4 outputs."""
+    return {"mode": settings.mode, "steps": settings.steps, "processing_resolution": settings.processing_resolution,
+            "seed": settings.seed, "resample": settings.resample,
+            "rolling": settings_record(settings.rolling) if settings.mode == "rolling" else None}
 
 
 def output_names(stem: str, target: str = "depth") -> dict[str, str]:

@@ -4,6 +4,9 @@ Each loader reads the authors' published files under a data root (a folder, or f
 authors' ``.tar`` archive itself) in the order of the authors' split file. The split files are not shipped:
 put the authors' file (``data_split/...`` in prs-eth/Marigold; see each class docstring for its name and line
 format) in the data root, or pass ``split=`` with its path.
+
+:data:`VIDEO_BENCHMARKS` are the video depth sets of RollingDepth (:mod:`.video`; split folders of per-sequence CSV
+files from prs-eth/RollingDepth); :func:`get_benchmark` finds both kinds.
 """
 
 from __future__ import annotations
@@ -16,6 +19,15 @@ from .completion import COMPLETION_BENCHMARKS, DepthCompletionBenchmark
 from .depth import DIODEDepth, ETH3DDepth, KITTIEigenDepth, NYUv2Depth, ScanNetDepth
 from .intrinsics import HypersimIIDLighting, InteriorVerseAppearance
 from .normals import DIODENormals, IBimsNormals, NYUv2Normals, OASISNormals, ScanNetNormals
+from .video import (
+    VIDEO_BENCHMARKS,
+    BonnVideo,
+    DyDToFVideo,
+    PointOdysseyVideo,
+    ScanNetVideo,
+    VideoBenchmark,
+    VideoSample,
+)
 
 BENCHMARKS: dict[str, type[Benchmark]] = {
     cls.name: cls
@@ -38,18 +50,26 @@ BENCHMARKS: dict[str, type[Benchmark]] = {
 
 
 def get_benchmark(name: str, root: str | os.PathLike, split: str | os.PathLike | None = None) -> Benchmark:
-    """The benchmark ``name`` reading data under ``root`` (split file: ``split`` or the default in ``root``).
+    """The benchmark ``name`` (an image benchmark of :data:`BENCHMARKS` or a video benchmark of
+    :data:`VIDEO_BENCHMARKS`) reading data under ``root`` (split: ``split`` or the default in ``root``).
 
     Raises:
         ValueError: unknown name (the message lists the known ones).
         FileNotFoundError: missing data root or split file.
     """
-    return lookup(BENCHMARKS, name, "benchmark")(root, split=split)
+    return lookup({**BENCHMARKS, **VIDEO_BENCHMARKS}, name, "benchmark")(root, split=split)
 
 
 __all__ = [
     "BENCHMARKS",
     "Benchmark",
+    "BonnVideo",
+    "DyDToFVideo",
+    "PointOdysseyVideo",
+    "ScanNetVideo",
+    "VIDEO_BENCHMARKS",
+    "VideoBenchmark",
+    "VideoSample",
     "DIODEDepth",
     "DepthCompletionBenchmark",
     "DIODENormals",

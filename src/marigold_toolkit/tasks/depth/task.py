@@ -33,6 +33,7 @@ from .ensemble import ensemble_depth
 from .export import conversion_problem, extra_file_names, write_depth_extras
 from .metrics import DEPTH_METRIC_KEYS, depth_metrics
 from .spaces import PREDICTION_SPACES, to_depth_order
+from .temporal import sequence_metrics
 
 
 # -- visualisation ----------------------------------------------------------------------------------------------
@@ -207,6 +208,7 @@ class DepthTask(Task):
     training_option_names = ("min_depth", "max_depth")
     image_suffixes = (".png", "_colored.png")
     supports_video = True
+    video_report_keys = ("abs_rel", "delta1", "tae")
     extra_options = ("export", "sparse_depth", "output_space")
 
     def __init__(self, target_names: Sequence[str] | None = None, scale_invariant: bool = True,
@@ -283,10 +285,21 @@ class DepthTask(Task):
         check_shape(target, "B 1 H W", "depth target")
         return target.clip(-1.0, 1.0).repeat(1, 3, 1, 1)
 
+    deviation_key = "absrel"
+
+    def deviation(self, pred: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
+        """AbsRel between two depth predictions in [0, 1], ``mean(|pred - ref| / max(ref, 1e-3))`` (the floor keeps
+        the near plane, where ``ref`` is 0, from dividing by zero), with the mean and max absolute difference."""
+        out = super().deviation(pred, ref)
+        p, r = pred.double(), ref.double()
+        out["absrel"] = float(((p - r).abs() / r.abs().clamp(min=1e-3)).mean())
+        return out
+
     # -- ensembling
     def ensemble(self, members: torch.Tensor, output_uncertainty: bool, **kwargs: Any):
-        """Affine alignment (BFGS) and median of the members (:func:`~.ensemble.ensemble_depth`); ``kwargs``:
-        ``reduction``, ``regularizer_strength``, ``max_iter``, ``tol``, ``max_res``."""
+        """Affine alignment (BFGS, or ``method="least-squares"``) and median of the members
+        (:func:`~.ensemble.ensemble_depth`); ``kwargs``: ``reduction``, ``regularizer_strength``, ``max_iter``,
+        ``tol``, ``max_res``, ``method``."""
         self.check_reduction(kwargs.get("reduction", "median"))
         return ensemble_depth(members[:, 0], self.scale_invariant, self.shift_invariant, output_uncertainty,
                               **kwargs)
@@ -391,6 +404,27 @@ class DepthTask(Task):
             pred = pred.mean(axis=2)
         aligned = np.asarray(align_depth(pred, g, mask, alignment, lo, hi, max_res=max_res), dtype=np.float32)
         return depth_metrics(aligned, g, mask), aligned
+
+    def score_video(self, preds: Mapping[str, np.ndarray], gt: Any, mask: np.ndarray | None = None,
+                    alignment: str | None = "least_squares", min_depth: float | None = None,
+                    max_depth: float | None = None, intrinsics: np.ndarray | None = None,
+                    poses: np.ndarray | None = None) -> tuple[dict[str, float], np.ndarray]:
+        """A depth video ``[T, h, w]`` (each frame resized to the ground truth like :meth:`score`) against the
+        depth ``gt [T, H, W]`` in metres: one ``alignment`` fit for the whole sequence, clip to
+        ``[min_depth, max_depth]``, metrics per frame averaged over the frames, TAE with ``intrinsics`` and
+        camera-to-world ``poses`` (:func:`~.temporal.sequence_metrics`). Without a mask the valid pixels are the
+        finite ground truth in ``(min_depth or 0, max_depth or inf)``. ``aux`` is the aligned depth video."""
+        g = np.asarray(_gt_depth(gt), dtype=np.float32)
+        check_shape(g, "T H W", "ground-truth depth video")
+        pred = np.asarray(preds[self.target_names[0]], dtype=np.float32)
+        if pred.ndim != 3 or pred.shape[0] != g.shape[0]:
+            raise ValueError(f"prediction {pred.shape} is not a video of the ground truth's {g.shape[0]} frames")
+        if pred.shape[1:] != g.shape[1:]:
+            pred = np.stack([resize_prediction(f, g.shape[1:]) for f in pred])
+        if mask is None:
+            mask = np.isfinite(g) & depth_range_mask(np.nan_to_num(g, nan=0.0), min_depth or 0.0,
+                                                     math.inf if max_depth is None else max_depth)
+        return sequence_metrics(pred, g, mask, alignment, min_depth, max_depth, intrinsics, poses)
 
     def error_map(self, gt: Any, mask: np.ndarray, preds: Mapping[str, np.ndarray], aux: Any) -> ErrorMap:
         g = _gt_depth(gt)

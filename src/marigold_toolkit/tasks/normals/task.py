@@ -99,6 +99,17 @@ class NormalsTask(Task):
         """Re-normalise after resizing (interpolation shortens vectors)."""
         return normalize_normals(prediction)
 
+    deviation_key = "angular_deg"
+
+    def deviation(self, pred: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
+        """Mean and max angle in degrees between two normal maps ``[N, 3, H, W]``, with the mean/max absolute
+        difference."""
+        out = super().deviation(pred, ref)
+        cos = (normalize_normals(pred.double()) * normalize_normals(ref.double())).sum(dim=1).clamp(-1.0, 1.0)
+        angle = torch.rad2deg(torch.arccos(cos))
+        out.update(angular_deg=float(angle.mean()), max_angular_deg=float(angle.max()))
+        return out
+
     # -- ensembling
     def ensemble(self, members: torch.Tensor, output_uncertainty: bool, **kwargs: Any):
         """Per pixel the member closest to the mean direction (``reduction="closest"``) or the mean direction
