@@ -9,7 +9,13 @@ ways, in one process, alternating the order per image:
   ensembling's BFGS alignment is not continuous in its inputs: float-level changes move its result);
 * ``latent-mean``: the members' mean latent, decoded once (no ensembling);
 * ``half-res``: members decoded from 2x average-pooled latents and upsampled (a quarter of the decoder's pixels);
-* ``tiny``: members through a tiny decoder (``--decoder``, e.g. ``bundled``), then ensembling.
+* ``tiny``: members through a tiny decoder (``--decoder``, e.g. ``bundled``), then ensembling;
+* ``fast``: the whole prediction again with ``fast=True`` (``--fast``: e.g. bfloat16 channels-last) and the same
+  seed — the fast tier's deviation at this ensemble size.
+
+``--method least-squares`` finishes every row with the continuous least-squares alignment instead of the authors'
+BFGS (see :mod:`marigold_toolkit.tasks.depth.ensemble`), so deviations measure the decoding, not the alignment's
+discontinuity.
 
 Columns: decode+ensemble seconds per image, and deviation from ``members`` (the task's own terms, e.g. depth AbsRel)::
 
@@ -35,6 +41,9 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int)
     p.add_argument("--processing-resolution", type=int)
     p.add_argument("--decoder", help="tiny decoder for the 'tiny' row (bundled, a folder or a hub id)")
+    p.add_argument("--fast", action="store_true", help="add the 'fast' row (Predictor fast=True)")
+    p.add_argument("--method", default="bfgs", choices=("bfgs", "least-squares"),
+                   help="depth ensembling alignment for every row (default: the authors' bfgs)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--max-images", type=int, default=8)
     a = p.parse_args(argv)
@@ -60,13 +69,15 @@ def main(argv=None) -> int:
     images, _ = find_images([str(p) for p in a.images])
     images = images[: a.max_images]
     steps, res = predictor.resolve_settings(a.steps, a.processing_resolution)
-    kw = dict(num_inference_steps=steps, processing_resolution=res, ensemble_size=a.ensemble)
+    ens = {"method": a.method} if a.method != "bfgs" else {}
+    kw = dict(num_inference_steps=steps, processing_resolution=res, ensemble_size=a.ensemble, ensembling_kwargs=ens)
+    fast = Predictor.from_pretrained(a.model, fast=True) if a.fast else None
 
     def finish(latents, dec, prepared):
         _, padding, in_size, proc_size = prepared
         members = task.decode(dec(latents)).float()
         members = unpad(members, padding)[:, None]  # [E, 1 target, C, h, w]
-        return predictor._finish(members, False, {}, True, "bilinear", in_size, proc_size, {})
+        return predictor._finish(members, False, ens, True, "bilinear", in_size, proc_size, {})
 
     def half_res(latents, prepared):
         pooled = F.avg_pool2d(latents, 2, ceil_mode=True)
@@ -75,20 +86,22 @@ def main(argv=None) -> int:
                             align_corners=False)
         _, padding, in_size, proc_size = prepared
         members = unpad(task.decode(img).float(), padding)[:, None]
-        return predictor._finish(members, False, {}, True, "bilinear", in_size, proc_size, {})
+        return predictor._finish(members, False, ens, True, "bilinear", in_size, proc_size, {})
 
     def latent_mean(latents, prepared):
         _, padding, in_size, proc_size = prepared
         members = unpad(task.decode(full(latents.mean(0, keepdim=True))).float(), padding)[:, None]
-        return predictor._finish(members, False, {}, True, "bilinear", in_size, proc_size, {})
+        return predictor._finish(members, False, ens, True, "bilinear", in_size, proc_size, {})
 
     ways = {name: (lambda z, pr, d=d: finish(z, d, pr)) for name, d in decoders.items()}
     ways["latent-mean"] = latent_mean
     ways["half-res"] = half_res
+    if fast is not None:
+        ways["fast"] = None  # a whole prediction, run below
     times = {w: [] for w in ways}
     devs = {w: [] for w in ways}
     print(f"Machine: {cpu_description()}, torch threads {torch.get_num_threads()}; model {a.model}; ensemble "
-          f"{a.ensemble}, {steps} steps, resolution {res}; {len(images)} images; order alternates per image\n",
+          f"{a.ensemble}, {steps} steps, resolution {res}, ensembling {a.method}; {len(images)} images; order alternates per image\n",
           flush=True)
     with torch.no_grad():
         for n, path in enumerate(images):
@@ -102,12 +115,16 @@ def main(argv=None) -> int:
                 if w == "members+1e-6":
                     z = latents * (1 + 1e-6 * torch.randn(latents.shape, generator=torch.Generator().manual_seed(n)))
                 t0 = time.perf_counter()
-                results[w] = ways[w](z, prepared)
+                if w == "fast":
+                    results[w] = fast.predict(str(path), seed=n, **kw)
+                else:
+                    results[w] = ways[w](z, prepared)
                 times[w].append(time.perf_counter() - t0)
             ref = torch.from_numpy(results["members"].prediction).reshape(1, 1, *results["members"].prediction.shape[:2])
             for w, r in results.items():
                 pred = torch.from_numpy(r.prediction).reshape(ref.shape)
                 devs[w].append(task.deviation(pred, ref)[task.deviation_key])
+    print("(the 'fast' row's time is a whole prediction, the others' decoding + ensembling only)\n")
     print(f"| finish | decode+ensemble s/img | vs members | {task.deviation_key} vs members (mean / worst) |")
     print("|---|---|---|---|")
     base = statistics.median(times["members"])
