@@ -92,7 +92,7 @@ def test_fast_predictor_on_a_bf16_cpu_runs_bf16_channels_last(depth_ckpt, monkey
     """On a CPU with native bf16 the plan is bfloat16 + channels-last, logged with its reason (the image is larger
     than the processing resolution, so the bf16 path also resizes down; outputs are float32)."""
     monkeypatch.setattr(fast_module, "cpu_info", lambda: parse_cpuinfo(SAPPHIRE_RAPIDS, 2))
-    with caplog.at_level(logging.INFO, logger="marigold_toolkit.pipeline.predictor"):
+    with caplog.at_level(logging.INFO, logger="marigold_toolkit.pipeline"):
         fast = Predictor.from_pretrained(depth_ckpt, fast=True)
     assert fast.dtype == torch.bfloat16 and fast.channels_last and fast.backend == "eager"
     assert fast.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)

@@ -89,12 +89,28 @@ def choose_fast_plan(device: torch.device | str, cpu: CpuInfo | None = None,
                     "would be emulated and far slower, float32 eager is the fastest path")
 
 
+def resolve_fast(device: torch.device | str | None, dtype: str | torch.dtype | None, channels_last: bool,
+                 backend: str = "eager") -> tuple[FastPlan, str | torch.dtype, str, str | None, bool]:
+    """The fast tier's plan for ``device`` merged with what the caller gave: ``(plan, dtype, backend,
+    compile_mode, channels_last)``. A given ``dtype`` and ``channels_last=True`` are kept; the plan's backend
+    applies only where ``backend`` is the default ``"eager"``; channels-last never goes to the onnx backend.
+    Logs the plan (and a given dtype that differs from it)."""
+    plan = choose_fast_plan(resolve_device(device))
+    logger.info("fast tier: %s", plan.describe())
+    if dtype is not None and str(dtype).replace("torch.", "") != plan.dtype:
+        logger.info("fast tier: keeping dtype %s as given (the plan says %s)", dtype, plan.dtype)
+    compile_mode = None
+    if backend == "eager":
+        backend, compile_mode = plan.backend, plan.compile_mode
+    return (plan, dtype if dtype is not None else plan.dtype, backend, compile_mode,
+            bool(channels_last or (plan.channels_last and backend != "onnx")))
+
+
 def fast_settings(fast: bool, device: torch.device | str | None, dtype: str | None,
                   channels_last: bool) -> tuple[str, bool]:
     """``(dtype, channels_last)`` with ``fast``'s choices for ``device`` filled in where not given (a job that runs
     on several workers resolves them once, so all of them compute the same numbers). Logs the plan."""
     if not fast:
         return dtype or "float32", bool(channels_last)
-    plan = choose_fast_plan(resolve_device(device))
-    logger.info("fast tier: %s", plan.describe())
-    return dtype or plan.dtype, bool(channels_last or plan.channels_last)
+    _, dtype, _, _, channels_last = resolve_fast(device, dtype, channels_last)
+    return dtype, channels_last

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..checkpoints.loading import MarigoldComponents, enable_vae_tiling, load_components, resolve_device, vae_stride
+from ..checkpoints.loading import MarigoldComponents, enable_vae_tiling, load_components, vae_stride
 from ..checkpoints.model_index import INITIAL_NOISE
 from ..checkpoints.onnx import check_matches, read_manifest
 from ..checkpoints.tiny_decoder import load_tiny_decoder, tiny_decode_fn
@@ -21,7 +21,7 @@ from ..tasks import Task
 from ..tasks.base import chw_to_hwc
 from .backends import BACKENDS, BackendError, ModelCalls, compiled_calls, eager_calls, onnx_calls
 from .denoise import NoisePlan, decode_latents, denoise, draw_noise, encode_images, is_stochastic, make_generators
-from .fast import FastPlan, choose_fast_plan
+from .fast import FastPlan, resolve_fast
 from .high_resolution import HighResolution, predict_high_resolution
 from .outputs import MarigoldOutput
 
@@ -160,15 +160,7 @@ class Predictor:
             raise ValueError(f"unknown backend {backend!r}; use one of {BACKENDS}")
         plan, compile_mode = None, None
         if fast:
-            plan = choose_fast_plan(resolve_device(device))
-            logger.info("fast tier: %s", plan.describe())
-            if dtype is None:
-                dtype = plan.dtype
-            elif str(dtype).replace("torch.", "") != plan.dtype:
-                logger.info("fast tier: keeping dtype %s as given (the plan says %s)", dtype, plan.dtype)
-            if backend == "eager":
-                backend, compile_mode = plan.backend, plan.compile_mode
-            channels_last = channels_last or (plan.channels_last and backend != "onnx")
+            plan, dtype, backend, compile_mode, channels_last = resolve_fast(device, dtype, channels_last, backend)
         return cls(load_components(model, dtype=dtype, device=device, variant=variant, revision=revision, task=task),
                    vae_tiling=vae_tiling, backend=backend, onnx_dir=onnx_dir, vae_tile_size=vae_tile_size,
                    channels_last=channels_last, high_resolution=high_resolution, decoder=decoder,
