@@ -73,27 +73,21 @@ def main(argv=None) -> int:
     kw = dict(num_inference_steps=steps, processing_resolution=res, ensemble_size=a.ensemble, ensembling_kwargs=ens)
     fast = Predictor.from_pretrained(a.model, fast=True) if a.fast else None
 
-    def finish(latents, dec, prepared):
+    def finish(images, prepared):
+        """Decoded VAE images [E, 3, PH, PW] of one input -> its MarigoldOutput, as predict finishes it."""
         _, padding, in_size, proc_size = prepared
-        members = task.decode(dec(latents)).float()
-        members = unpad(members, padding)[:, None]  # [E, 1 target, C, h, w]
+        members = unpad(task.decode(images).float(), padding)[:, None]  # [E, 1 target, C, h, w]
         return predictor._finish(members, False, ens, True, "bilinear", in_size, proc_size, {})
 
     def half_res(latents, prepared):
-        pooled = F.avg_pool2d(latents, 2, ceil_mode=True)
-        img = full(pooled)
-        img = F.interpolate(img, size=(latents.shape[-2] * 8, latents.shape[-1] * 8), mode="bilinear",
-                            align_corners=False)
-        _, padding, in_size, proc_size = prepared
-        members = unpad(task.decode(img).float(), padding)[:, None]
-        return predictor._finish(members, False, ens, True, "bilinear", in_size, proc_size, {})
+        img = full(F.avg_pool2d(latents, 2, ceil_mode=True))
+        return finish(F.interpolate(img, size=(latents.shape[-2] * 8, latents.shape[-1] * 8), mode="bilinear",
+                                    align_corners=False), prepared)
 
     def latent_mean(latents, prepared):
-        _, padding, in_size, proc_size = prepared
-        members = unpad(task.decode(full(latents.mean(0, keepdim=True))).float(), padding)[:, None]
-        return predictor._finish(members, False, ens, True, "bilinear", in_size, proc_size, {})
+        return finish(full(latents.mean(0, keepdim=True)), prepared)
 
-    ways = {name: (lambda z, pr, d=d: finish(z, d, pr)) for name, d in decoders.items()}
+    ways = {name: (lambda z, pr, d=d: finish(d(z), pr)) for name, d in decoders.items()}
     ways["latent-mean"] = latent_mean
     ways["half-res"] = half_res
     if fast is not None:
