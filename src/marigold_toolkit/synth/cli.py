@@ -7,7 +7,8 @@ import logging
 import os
 import sys
 
-from .scene import SCENE_FAMILIES
+from .render import RENDER_MAPS
+from .scene import HELDOUT_FAMILIES, SCENE_BUILDERS, SCENE_FAMILIES
 from .writer import render_dataset
 
 logger = logging.getLogger(__name__)
@@ -23,7 +24,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--spp", type=int, default=16, help="samples per pixel")
     p.add_argument("--workers", type=int, default=1, help="processes")
     p.add_argument("--scenes", default=",".join(SCENE_FAMILIES),
-                   help=f"comma-separated scene families ({','.join(SCENE_FAMILIES)})")
+                   help=f"comma-separated scene families (training: {','.join(SCENE_FAMILIES)}; the held-out "
+                        f"generator: {','.join(HELDOUT_FAMILIES)})")
+    p.add_argument("--maps", choices=RENDER_MAPS, default="all",
+                   help="all maps; geometry = RGB, depth, normals, material, mask (no albedo/shading pass, about "
+                        "half the time); image = RGB only (one pass; image-only pretraining data)")
     p.add_argument("--variant", help="Mitsuba variant (default: $MARIGOLD_SYNTH_VARIANT or scalar_rgb; e.g. "
                                      "llvm_ad_rgb or cuda_ad_rgb where installed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -38,9 +43,9 @@ def _usage(msg: str) -> int:
 
 def run(args) -> int:
     families = tuple(s.strip() for s in str(args.scenes).split(",") if s.strip())
-    unknown = [f for f in families if f not in SCENE_FAMILIES]
+    unknown = [f for f in families if f not in SCENE_BUILDERS]
     if not families or unknown:
-        return _usage(f"--scenes: unknown families {unknown!r}; known: {','.join(SCENE_FAMILIES)}")
+        return _usage(f"--scenes: unknown families {unknown!r}; known: {','.join(SCENE_BUILDERS)}")
     if args.num < 0 or args.spp < 1 or args.workers < 1 or min(args.resolution) < 1:
         return _usage("--num must be >= 0 and --spp, --workers, --resolution positive")
     try:
@@ -52,6 +57,7 @@ def run(args) -> int:
             return _usage(f"--variant {args.variant}: not available here; one of {', '.join(mitsuba.variants())}")
         os.environ["MARIGOLD_SYNTH_VARIANT"] = args.variant  # also read by the worker processes
     n = render_dataset(args.output_dir, args.num, seed=args.seed, resolution=tuple(args.resolution), spp=args.spp,
-                       workers=args.workers, progress=not args.no_progress, families=families)
+                       workers=args.workers, progress=not args.no_progress, families=families,
+                       maps=args.maps)
     logger.info("synth: rendered %d new samples into %s", n, args.output_dir)
     return 0

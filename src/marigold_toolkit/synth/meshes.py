@@ -73,3 +73,69 @@ def terrain_mesh(center, half_size, waves, resolution: int = 96):
     # (a, c, b): (c - a) x (b - a) = (+z) x (+x) = +y  -> counter-clockwise seen from above
     faces = np.concatenate([np.stack([a, c, b], -1).reshape(-1, 3), np.stack([b, c, d], -1).reshape(-1, 3)])
     return verts.astype(np.float32), faces.astype(np.uint32), uv.astype(np.float32)
+
+
+def _yaw_tilt(vertices: np.ndarray, yaw_deg: float, tilt_deg: float) -> np.ndarray:
+    """Rotate about +X by ``tilt_deg`` (tips a Y-up shape over), then about +Y by ``yaw_deg``."""
+    t, y = np.radians(float(tilt_deg)), np.radians(float(yaw_deg))
+    rx = np.array([[1, 0, 0], [0, np.cos(t), -np.sin(t)], [0, np.sin(t), np.cos(t)]])
+    ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
+    return vertices @ (ry @ rx).T
+
+
+def torus_mesh(center, major_radius: float, minor_radius: float, yaw_deg: float = 0.0, tilt_deg: float = 0.0,
+               segments: int = 48, rings: int = 16):
+    """A closed torus around the Y axis (tube of ``minor_radius`` on a circle of ``major_radius``), tilted about
+    X by ``tilt_deg`` (90 = standing on its rim), turned about Y by ``yaw_deg``, moved to ``center``. The grid
+    wraps in both directions (no seam vertices), so smooth normals are continuous everywhere. UV: (segment,
+    ring) / count."""
+    R, r = float(major_radius), float(minor_radius)
+    u = np.arange(segments) * (2 * np.pi / segments)   # around the Y axis
+    v = np.arange(rings) * (2 * np.pi / rings)         # around the tube
+    uu, vv = np.meshgrid(u, v, indexing="ij")          # [segments, rings]
+    rad = R + r * np.cos(vv)
+    verts = np.stack([rad * np.cos(uu), r * np.sin(vv), -rad * np.sin(uu)], -1).reshape(-1, 3)
+    idx = np.arange(segments * rings).reshape(segments, rings)
+    a, b = idx, np.roll(idx, -1, axis=0)               # b: next segment (counter-clockwise seen from +Y)
+    c, d = np.roll(a, -1, axis=1), np.roll(b, -1, axis=1)  # next ring (outwards -> up -> inwards)
+    faces = np.concatenate([np.stack([a, b, d], -1).reshape(-1, 3), np.stack([a, d, c], -1).reshape(-1, 3)])
+    uv = np.stack([uu / (2 * np.pi), vv / (2 * np.pi)], -1).reshape(-1, 2)
+    verts = _yaw_tilt(verts, yaw_deg, tilt_deg) + np.asarray(center, dtype=np.float64)
+    return verts.astype(np.float32), faces.astype(np.uint32), uv.astype(np.float32)
+
+
+def cone_mesh(base_center, radius: float, height: float, segments: int = 48):
+    """A closed upright cone: apex ``height`` above ``base_center`` (+Y), base disk of ``radius`` facing down.
+    Side and base have their own rim vertices (a sharp edge, not a smoothed one); the side is split into two
+    rows so the smoothed normals near the apex stay close to the true cone normals. UV: (angle, height)."""
+    cx, cy, cz = (float(c) for c in base_center)
+    R, H = float(radius), float(height)
+    ang = np.arange(segments) * (2 * np.pi / segments)
+    ring = lambda rr, y: np.stack([cx + rr * np.cos(ang), np.full(segments, cy + y), cz - rr * np.sin(ang)], 1)  # noqa: E731
+    rim, mid = ring(R, 0.0), ring(R / 2, H / 2)
+    apex, base_c, base_rim = np.array([[cx, cy + H, cz]]), np.array([[cx, cy, cz]]), ring(R, 0.0)
+    verts = np.concatenate([rim, mid, apex, base_rim, base_c])
+    i = np.arange(segments)
+    j = (i + 1) % segments
+    n = segments
+    # counter-clockwise seen from outside: the ring runs counter-clockwise seen from +Y
+    side_low = np.concatenate([np.stack([i, j, n + j], 1), np.stack([i, n + j, n + i], 1)])
+    side_top = np.stack([n + i, n + j, np.full(n, 2 * n)], 1)
+    base = np.stack([np.full(n, 3 * n + 1), 2 * n + 1 + j, 2 * n + 1 + i], 1)
+    faces = np.concatenate([side_low, side_top, base])
+    uv = np.concatenate([np.stack([ang / (2 * np.pi), np.zeros(n)], 1), np.stack([ang / (2 * np.pi), np.full(n, .5)], 1),
+                         [[0.5, 1.0]], np.stack([ang / (2 * np.pi), np.zeros(n)], 1), [[0.5, 0.0]]])
+    return verts.astype(np.float32), faces.astype(np.uint32), uv.astype(np.float32)
+
+
+def capsule_mesh(center, radius: float, half_length: float, yaw_deg: float = 0.0, tilt_deg: float = 0.0,
+                 subdivisions: int = 3):
+    """A closed capsule (a cylinder of ``radius`` and length ``2 * half_length`` with hemispherical ends) along
+    Y, tilted about X by ``tilt_deg`` (90 = lying), turned about Y by ``yaw_deg``, moved to ``center``: the
+    icosphere's upper half moved up and lower half moved down by ``half_length``. UV as :func:`blob_mesh`."""
+    d, faces = icosphere(subdivisions)
+    verts = d * float(radius)
+    verts[:, 1] += np.where(d[:, 1] >= 0, 1.0, -1.0) * float(half_length)
+    verts = _yaw_tilt(verts, yaw_deg, tilt_deg) + np.asarray(center, dtype=np.float64)
+    uv = np.stack([(np.arctan2(d[:, 0], d[:, 2]) / (2 * np.pi)) % 1.0, np.arccos(np.clip(d[:, 1], -1, 1)) / np.pi], 1)
+    return verts.astype(np.float32), faces.astype(np.uint32), uv.astype(np.float32)

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .meshes import blob_mesh, terrain_mesh
+from .meshes import blob_mesh, capsule_mesh, cone_mesh, terrain_mesh, torus_mesh
 
 logger = logging.getLogger(__name__)
 
@@ -178,13 +178,22 @@ def _shapes(obj: dict[str, Any], mode: str) -> dict[str, dict[str, Any]]:
             f"{name}_cap1": {"type": "disk", "to_world": T().translate(p1.tolist()) @ rot @ T().scale([r, r, 1.0]),
                              "bsdf": _bsdf(mat, mode, True)},
         }
-    if shape in ("blob", "terrain"):
-        if shape == "blob":
-            v, f, uv = blob_mesh(obj["center"], float(obj["radius"]), obj["bumps"])
-        else:
-            v, f, uv = terrain_mesh(obj["center"], obj["half_size"], obj["waves"])
+    if shape in MESH_SHAPES:
+        v, f, uv = MESH_SHAPES[shape](obj)
         return {name: _mesh(name, v, f, uv, _bsdf(mat, mode, shape == "terrain"))}
     raise ValueError(f"unknown shape {shape!r}")
+
+
+#: the generated-mesh shapes: description -> (vertices, faces, uv)
+MESH_SHAPES = {
+    "blob": lambda o: blob_mesh(o["center"], float(o["radius"]), o["bumps"]),
+    "terrain": lambda o: terrain_mesh(o["center"], o["half_size"], o["waves"]),
+    "torus": lambda o: torus_mesh(o["center"], float(o["major_radius"]), float(o["minor_radius"]),
+                                  float(o.get("yaw_deg", 0.0)), float(o.get("tilt_deg", 0.0))),
+    "cone": lambda o: cone_mesh(o["base_center"], float(o["radius"]), float(o["height"])),
+    "capsule": lambda o: capsule_mesh(o["center"], float(o["radius"]), float(o["half_length"]),
+                                      float(o.get("yaw_deg", 0.0)), float(o.get("tilt_deg", 0.0))),
+}
 
 
 def _mesh(name: str, vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, bsdf: dict[str, Any]):
@@ -212,13 +221,15 @@ LIGHT_MATERIAL = {"type": "diffuse", "color": [0.8, 0.8, 0.8], "roughness": 1.0,
 def to_mitsuba_dict(scene: dict[str, Any], resolution: tuple[int, int], spp: int, mode: str = "shade",
                     seed: int = 0) -> dict[str, Any]:
     """Mitsuba scene dict. ``mode``: ``"shade"`` (real materials + lights, path tracing with depth / normal
-    AOVs), ``"albedo"`` (diffuse base colours, albedo AOV) or ``"material"`` (diffuse (roughness, metallic, 1),
+    AOVs), ``"image"`` (the same path tracing, no AOVs), ``"albedo"`` (diffuse base colours, albedo AOV) or ``"material"`` (diffuse (roughness, metallic, 1),
     albedo AOV). ``"albedo"`` also path-traces the all-diffuse scene with the same lights (``I_d``)."""
     mi = _mitsuba()
     h, w = (int(x) for x in resolution)
     cam = scene["camera"]
     if mode == "shade":
         integrator = {"type": "aov", "aovs": "dd:depth,nn:sh_normal", "img": dict(PATH_TRACER)}
+    elif mode == "image":
+        integrator = dict(PATH_TRACER)
     elif mode == "albedo":
         integrator = {"type": "aov", "aovs": "aa:albedo", "img": dict(PATH_TRACER)}
     elif mode == "material":
@@ -271,8 +282,13 @@ def _render(scene_dict: dict[str, Any]) -> np.ndarray:
     return np.array(s.integrator().render(s, s.sensors()[0]), dtype=np.float32)
 
 
+#: what :func:`render_scene` can render: every map (three passes), the geometry maps (RGB, depth, normals,
+#: material and mask: no all-diffuse pass) or the image alone (one path-traced pass, no AOVs)
+RENDER_MAPS = ("all", "geometry", "image")
+
+
 def render_scene(scene: dict[str, Any], resolution: tuple[int, int] = (120, 160), spp: int = 16,
-                 exposure: float | str = "auto") -> dict[str, Any]:
+                 exposure: float | str = "auto", maps: str = "all") -> dict[str, Any]:
     """Render one scene description. Returns float32 maps ``[H, W(, C)]``:
 
     ``rgb`` (uint8 sRGB), ``rgb_linear`` (after exposure), ``depth`` (planar, metres, 0 = invalid),
@@ -284,18 +300,19 @@ def render_scene(scene: dict[str, Any], resolution: tuple[int, int] = (120, 160)
 
     ``exposure``: a linear scale applied to the HDR radiance, or ``"auto"`` (the 90th percentile of the
     luminance maps to 0.8, clamped to [1/16, 16]).
+
+    ``maps`` (one of :data:`RENDER_MAPS`): ``"all"``; ``"geometry"`` leaves out the all-diffuse pass (no
+    albedo, shading or residual; about half the time); ``"image"`` renders only ``rgb`` / ``rgb_linear`` (one
+    pass without AOVs; for image-only pretraining data).
     """
+    if maps not in RENDER_MAPS:
+        raise ValueError(f"maps={maps!r}: expected one of {', '.join(RENDER_MAPS)}")
     h, w = (int(x) for x in resolution)
     seed = int(scene.get("seed", 0))
     K = intrinsics(float(scene["camera"]["fov_x_deg"]), h, w)
-    shade = _render(to_mitsuba_dict(scene, (h, w), spp, "shade", seed))
-    albedo = _render(to_mitsuba_dict(scene, (h, w), spp, "albedo", seed))
-    material = _render(to_mitsuba_dict(scene, (h, w), spp, "material", seed))
-    if shade.shape[-1] != 8 or albedo.shape[-1] != 7 or material.shape[-1] != 3:
-        raise RuntimeError(f"unexpected Mitsuba AOV channel counts {shade.shape}, {albedo.shape}, {material.shape}")
-
-    coverage = np.clip(material[..., 2], 0.0, 1.0)
-    mask = coverage >= 1.0 - COVERAGE_EPS
+    shade = _render(to_mitsuba_dict(scene, (h, w), spp, "image" if maps == "image" else "shade", seed))
+    if shade.shape[-1] != (4 if maps == "image" else 8):
+        raise RuntimeError(f"unexpected Mitsuba channel count {shade.shape}")
     radiance = np.maximum(shade[..., :3], 0.0)
     if exposure == "auto":
         lum = radiance @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
@@ -303,34 +320,37 @@ def render_scene(scene: dict[str, Any], resolution: tuple[int, int] = (120, 160)
         exposure = float(np.clip(0.8 / max(p90, 1e-6), 1.0 / 16.0, 16.0))
     exposure = float(exposure)
     rgb_linear = (radiance * exposure).astype(np.float32)
+    out: dict[str, Any] = {"rgb": np.round(linear_to_srgb(rgb_linear) * 255.0).astype(np.uint8),
+                           "rgb_linear": rgb_linear, "intrinsics": K, "exposure": exposure}
+    if maps == "image":
+        return out
+
+    material = _render(to_mitsuba_dict(scene, (h, w), spp, "material", seed))
+    if material.shape[-1] != 3:
+        raise RuntimeError(f"unexpected Mitsuba AOV channel count {material.shape}")
+    coverage = np.clip(material[..., 2], 0.0, 1.0)
+    mask = coverage >= 1.0 - COVERAGE_EPS
     depth_ray = np.where(mask, shade[..., 4], 0.0).astype(np.float32)
-    depth = np.where(mask, ray_distance_to_planar(depth_ray, K), 0.0).astype(np.float32)
     normals = world_normals_to_camera(shade[..., 5:8], scene["camera"], K)
-    normals = np.where(mask[..., None], normals, 0.0).astype(np.float32)
-    diffuse_linear = (np.maximum(albedo[..., :3], 0.0) * exposure).astype(np.float32)
-    albedo_linear = np.clip(albedo[..., 4:7], 0.0, 1.0).astype(np.float32)
     mat = np.clip(material, 0.0, 1.0).astype(np.float32)
     # divide by coverage: the material pass is a plain average over all samples, misses included
     mat[..., :2] = np.where(coverage[..., None] > COVERAGE_EPS,
                             mat[..., :2] / np.maximum(coverage[..., None], COVERAGE_EPS), 0.0)
     mat[..., 2] = 0.0
+    out.update(depth=np.where(mask, ray_distance_to_planar(depth_ray, K), 0.0).astype(np.float32),
+               depth_ray=depth_ray, normals=np.where(mask[..., None], normals, 0.0).astype(np.float32),
+               material=np.clip(mat, 0.0, 1.0), mask=mask, coverage=coverage.astype(np.float32))
+    if maps == "geometry":
+        return out
+
+    albedo = _render(to_mitsuba_dict(scene, (h, w), spp, "albedo", seed))
+    if albedo.shape[-1] != 7:
+        raise RuntimeError(f"unexpected Mitsuba AOV channel count {albedo.shape}")
+    diffuse_linear = (np.maximum(albedo[..., :3], 0.0) * exposure).astype(np.float32)
+    albedo_linear = np.clip(albedo[..., 4:7], 0.0, 1.0).astype(np.float32)
     ok = (albedo_linear > ALBEDO_EPS) & mask[..., None]
     shading = np.where(ok, diffuse_linear / np.where(ok, albedo_linear, 1.0), 0.0).astype(np.float32)
     residual = np.where(mask[..., None], rgb_linear - albedo_linear * shading, 0.0).astype(np.float32)
-    rgb_srgb = linear_to_srgb(rgb_linear)
-    return {
-        "rgb": np.round(rgb_srgb * 255.0).astype(np.uint8),
-        "rgb_linear": rgb_linear,
-        "depth": depth,
-        "depth_ray": depth_ray,
-        "normals": normals,
-        "albedo_linear": albedo_linear,
-        "albedo_srgb": linear_to_srgb(albedo_linear),
-        "material": np.clip(mat, 0.0, 1.0),
-        "shading": shading,
-        "residual": residual,
-        "mask": mask,
-        "coverage": coverage.astype(np.float32),
-        "intrinsics": K,
-        "exposure": exposure,
-    }
+    out.update(albedo_linear=albedo_linear, albedo_srgb=linear_to_srgb(albedo_linear), shading=shading,
+               residual=residual)
+    return out

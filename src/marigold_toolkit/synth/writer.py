@@ -42,31 +42,46 @@ OUTPUTS = (
 )
 
 
+#: the files written for each ``maps`` of :func:`~marigold_toolkit.synth.render.render_scene`
+MAP_OUTPUTS = {
+    "all": OUTPUTS,
+    "geometry": tuple(o for o in OUTPUTS if o[0] in ("rgb", "depth", "normals", "material", "mask", "camera")),
+    "image": tuple(o for o in OUTPUTS if o[0] in ("rgb", "camera")),
+}
+
+
 def stem_for(index: int) -> str:
     return f"{int(index):06d}"
 
 
-def sample_paths(root: str | os.PathLike, stem: str) -> dict[str, Path]:
+def sample_paths(root: str | os.PathLike, stem: str, maps: str = "all") -> dict[str, Path]:
     root = Path(root)
-    return {folder: root / folder / f"{stem}{ext}" for folder, ext in OUTPUTS}
+    return {folder: root / folder / f"{stem}{ext}" for folder, ext in MAP_OUTPUTS[maps]}
 
 
-def sample_complete(root: str | os.PathLike, stem: str) -> bool:
-    return all(p.is_file() for p in sample_paths(root, stem).values())
+def sample_complete(root: str | os.PathLike, stem: str, maps: str = "all") -> bool:
+    return all(p.is_file() for p in sample_paths(root, stem, maps).values())
 
 
-def write_sample(root: str | os.PathLike, stem: str, out: dict[str, Any], scene: dict[str, Any]) -> None:
-    """Write the maps of :func:`~marigold_toolkit.synth.render.render_scene` atomically (camera JSON last)."""
-    paths = sample_paths(root, stem)
-    save_png(paths["rgb"], out["rgb"])
-    save_npy(paths["depth"], out["depth"])
-    save_npy(paths["normals"], out["normals"])
-    save_png(paths["albedo"], np.round(out["albedo_srgb"] * 255.0).astype(np.uint8))
-    save_npy(paths["albedo_linear"], out["albedo_linear"])
-    save_npy(paths["material"], out["material"])
-    save_npy(paths["shading"], out["shading"])
-    save_npy(paths["residual"], out["residual"])
-    save_png(paths["mask"], out["mask"].astype(np.uint8) * 255)
+def write_sample(root: str | os.PathLike, stem: str, out: dict[str, Any], scene: dict[str, Any],
+                 maps: str = "all") -> None:
+    """Write the maps of :func:`~marigold_toolkit.synth.render.render_scene` (rendered with the same ``maps``)
+    atomically, camera JSON last."""
+    paths = sample_paths(root, stem, maps)
+    writers = {
+        "rgb": lambda p: save_png(p, out["rgb"]),
+        "depth": lambda p: save_npy(p, out["depth"]),
+        "normals": lambda p: save_npy(p, out["normals"]),
+        "albedo": lambda p: save_png(p, np.round(out["albedo_srgb"] * 255.0).astype(np.uint8)),
+        "albedo_linear": lambda p: save_npy(p, out["albedo_linear"]),
+        "material": lambda p: save_npy(p, out["material"]),
+        "shading": lambda p: save_npy(p, out["shading"]),
+        "residual": lambda p: save_npy(p, out["residual"]),
+        "mask": lambda p: save_png(p, out["mask"].astype(np.uint8) * 255),
+    }
+    for folder, path in paths.items():
+        if folder != "camera":
+            writers[folder](path)
     meta = {
         **{k: out["intrinsics"][k] for k in ("fx", "fy", "cx", "cy", "width", "height")},
         "seed": int(scene["seed"]),
@@ -75,6 +90,7 @@ def write_sample(root: str | os.PathLike, stem: str, out: dict[str, Any], scene:
         "pixel_convention": "opencv (pixel centres at integer coordinates)",
         "camera_to_world_rotation": camera_basis(scene["camera"]).T.tolist(),  # columns: right, up, backwards
         "camera_origin": scene["camera"]["origin"],
+        "maps": maps,
         "depth": "planar, metres, 0 = invalid",
         "normals": "camera frame, X right, Y up, Z towards the viewer",
         "scene": scene,
@@ -83,37 +99,40 @@ def write_sample(root: str | os.PathLike, stem: str, out: dict[str, Any], scene:
 
 
 def render_sample(root: str | os.PathLike, index: int, seed: int = 0, resolution: Sequence[int] = (120, 160),
-                  spp: int = 16, families: Sequence[str] = SCENE_FAMILIES) -> bool:
+                  spp: int = 16, families: Sequence[str] = SCENE_FAMILIES, maps: str = "all") -> bool:
     """Render and write sample ``index`` unless it is complete already; returns whether it rendered."""
     stem = stem_for(index)
-    if sample_complete(root, stem):
+    if sample_complete(root, stem, maps):
         return False
     scene = generate_scene(sample_seed(seed, index), tuple(families))
-    out = render_scene(scene, (int(resolution[0]), int(resolution[1])), int(spp))
-    write_sample(root, stem, out, scene)
+    out = render_scene(scene, (int(resolution[0]), int(resolution[1])), int(spp), maps=maps)
+    write_sample(root, stem, out, scene, maps)
     return True
 
 
 def _worker(job: tuple) -> tuple[int, bool]:
-    root, index, seed, resolution, spp, families = job
-    return index, render_sample(root, index, seed, resolution, spp, families)
+    root, index, seed, resolution, spp, families, maps = job
+    return index, render_sample(root, index, seed, resolution, spp, families, maps)
 
 
 def render_dataset(root: str | os.PathLike, n: int, seed: int = 0, resolution: Sequence[int] = (120, 160),
                    spp: int = 16, workers: int = 1, progress: bool = True,
-                   families: Sequence[str] = SCENE_FAMILIES) -> int:
+                   families: Sequence[str] = SCENE_FAMILIES, maps: str = "all") -> int:
     """Render samples ``0 .. n-1`` into ``root`` (resumable: complete samples are skipped). Sample ``i`` uses
     the seed :func:`~marigold_toolkit.synth.scene.sample_seed` ``(seed, i)``, so outputs do not depend on
-    ``workers`` or on which samples existed before. Returns the number of samples rendered."""
+    ``workers`` or on which samples existed before. ``maps``: which maps to render and write (see
+    :data:`MAP_OUTPUTS`). Returns the number of samples rendered."""
+    if maps not in MAP_OUTPUTS:
+        raise ValueError(f"maps={maps!r}: expected one of {', '.join(MAP_OUTPUTS)}")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    for folder, _ in OUTPUTS:
+    for folder, _ in MAP_OUTPUTS[maps]:
         clean_stale_temporaries(root / folder)
     families = tuple(families)
     generate_scene(0, families)  # validate family names early
-    todo = [i for i in range(int(n)) if not sample_complete(root, stem_for(i))]
+    todo = [i for i in range(int(n)) if not sample_complete(root, stem_for(i), maps)]
     logger.info("synth: %d of %d samples to render into %s", len(todo), n, root)
-    jobs = [(str(root), i, int(seed), tuple(int(x) for x in resolution), int(spp), families) for i in todo]
+    jobs = [(str(root), i, int(seed), tuple(int(x) for x in resolution), int(spp), families, maps) for i in todo]
     rendered = 0
     bar = tqdm(total=len(jobs), disable=not progress, desc="synth", unit="sample")
     try:
