@@ -1,14 +1,17 @@
 #!/usr/bin/env python
-"""The demo-model recipe: render -> pretrain a small SD2-layout base -> Marigold fine-tuning -> bundle -> model card.
+"""The demo-model recipe: render -> pretrain a small SD2-layout base -> Marigold fine-tuning -> ablation ->
+bundle -> evaluate on a held-out generator -> model card.
 
 Every stage runs the project's own commands (``marigold synth``, ``marigold pretrain-base``, ``marigold train``,
 ``marigold predict``, ``marigold evaluate``) with the configs in ``configs/demo/``; this script only chains them
-and writes files. Stages are resumable (rendering and training pick up where they stopped)::
+and writes files. Every stage is resumable (rendering skips finished samples, training resumes from its last
+checkpoint, finished runs and predictions are skipped), so the recipe can run in several sittings::
 
     python recipes/demo.py all                 # everything below, in order (see docs/demo-models.md for times)
-    python recipes/demo.py render              # runs/demo/data/{train,test}
+    python recipes/demo.py render              # runs/demo/data/{train,train-portrait,images,test,heldout}
     python recipes/demo.py pretrain            # runs/demo/base (+ runs/demo/base-random-unet for the ablation)
-    python recipes/demo.py finetune            # runs/demo/{depth,normals}[-random-unet]
+    python recipes/demo.py finetune            # runs/demo/{depth,normals}
+    python recipes/demo.py ablation            # runs/demo/ablation/<task>-{pretrained,random}-seed<k>
     python recipes/demo.py bundle              # -> src/marigold_toolkit/assets/demo/{depth,normals} + CHECKSUMS
     python recipes/demo.py evaluate            # runs/demo/eval/*, runs/demo/model_card.md
     python recipes/demo.py all --smoke         # a tiny budget of every stage (seconds to minutes; CI runs this)
@@ -21,6 +24,7 @@ via ``--pretrain-override`` / ``--train-override``.
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import json
 import logging
@@ -37,20 +41,31 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs" / "demo"
 PACKAGE_ASSETS = REPO / "src" / "marigold_toolkit" / "assets" / "demo"
 TASKS = ("depth", "normals")
+TRAIN_FAMILIES = "room,tabletop,outdoor,closeup"
+#: the second held-out generator (synth.scene.HELDOUT, fixed before tuning): families, shapes and fields of view
+#: no training family uses
+HELDOUT_FAMILIES = "corridor,street,desk"
 
-#: the data: training scenes (all three families) and a held-out test set of a DIFFERENT mix (no rooms,
-#: half outdoor) with different seeds
+#: the data. Training: landscape 120x160 (the shape 4:3 photos are processed at with the models' processing
+#: resolution 160) and portrait 160x120, geometry maps only; image-only renders at 4 spp for the generative base.
+#: ``test``: the training generator, other seeds (in-distribution). ``heldout``: the held-out generator at
+#: 192x256 (the models process it at 120x160), never used for training or tuning.
 RENDER = {
-    "train": dict(num=320, seed=0, scenes="room,tabletop,outdoor"),
-    "test": dict(num=48, seed=1, scenes="outdoor,tabletop"),
+    "heldout": dict(num=60, seed=7, scenes=HELDOUT_FAMILIES, resolution=(192, 256), spp=16, maps="geometry"),
+    "test": dict(num=48, seed=1, scenes=TRAIN_FAMILIES, resolution=(120, 160), spp=16, maps="geometry"),
+    "train": dict(num=1200, seed=0, scenes=TRAIN_FAMILIES, resolution=(120, 160), spp=12, maps="geometry"),
+    "train-portrait": dict(num=300, seed=2, scenes=TRAIN_FAMILIES, resolution=(160, 120), spp=12, maps="geometry"),
+    "images": dict(num=2000, seed=3, scenes=TRAIN_FAMILIES, resolution=(120, 160), spp=4, maps="image"),
 }
-RESOLUTION = (128, 160)
-SPP = 16
-SMOKE = {"render": dict(train=8, test=3), "resolution": (64, 80), "spp": 4,
-         "pretrain": ["vae.steps=3", "unet.steps=3", "vae.batch_size=2", "unet.batch_size=4"],
+#: the ablation: the same fine-tuning budget from the pretrained base and from the random UNet, several seeds
+ABLATION_SEEDS = (0, 1, 2)
+ABLATION_BUDGET = ["optim.max_iter=800", "optim.lr_scheduler.total_iter=800"]
+SMOKE = {"render": dict(train=8, **{"train-portrait": 4}, images=4, test=3, heldout=3), "scale": 0.5, "spp": 2,
+         "pretrain": ["vae.steps=3", "unet.steps=3", "vae.batch_size=2", "unet.batch_size=4", "vae.crop=[32,40]"],
          "train": ["optim.max_iter=2", "optim.micro_batch_size=2", "optim.effective_batch_size=2",
                    "optim.lr_scheduler.total_iter=2", "optim.lr_scheduler.warmup_steps=0",
-                   "checkpoint.period=1"]}
+                   "checkpoint.period=1"],
+         "ablation_seeds": (0, 1)}
 
 logger = logging.getLogger("demo-recipe")
 
@@ -68,16 +83,17 @@ def marigold(*args: str) -> None:
 def render(a) -> None:
     for split, spec in RENDER.items():
         num = SMOKE["render"][split] if a.smoke else spec["num"]
-        res = SMOKE["resolution"] if a.smoke else RESOLUTION
+        res = [int(r * SMOKE["scale"]) // 16 * 16 for r in spec["resolution"]] if a.smoke else spec["resolution"]
         marigold("synth", "--output-dir", str(a.work_dir / "data" / split), "--num", str(num),
                  "--seed", str(spec["seed"]), "--resolution", str(res[0]), str(res[1]),
-                 "--spp", str(SMOKE["spp"] if a.smoke else SPP), "--workers", str(a.workers),
-                 "--scenes", spec["scenes"], "--no-progress")
+                 "--spp", str(SMOKE["spp"] if a.smoke else spec["spp"]), "--workers", str(a.workers),
+                 "--scenes", spec["scenes"], "--maps", spec["maps"], "--no-progress")
 
 
 def _pretrain_overrides(a) -> list[str]:
-    train = a.work_dir / "data" / "train"
-    return [f"data.root={train / 'rgb'}", f"data.vae_maps=[{train / 'depth'},{train / 'normals'}]"] \
+    data = a.work_dir / "data"
+    return [f"data.root={data / 'train' / 'rgb'}", f"data.extra_roots=[{data / 'images' / 'rgb'}]",
+            f"data.vae_maps=[{data / 'train' / 'depth'},{data / 'train' / 'normals'}]"] \
         + (SMOKE["pretrain"] if a.smoke else []) + list(a.pretrain_override)
 
 
@@ -91,19 +107,37 @@ def pretrain(a) -> None:
                  "unet.steps=0", *_pretrain_overrides(a))
 
 
-def _run_dir(a, task: str, ablation: bool) -> Path:
-    return a.work_dir / (f"{task}-random-unet" if ablation else task)
+def _train(a, task: str, run_dir: Path, base: Path, *overrides: str) -> None:
+    """``marigold train`` of ``configs/demo/<task>.yaml`` (resumes an interrupted run; a finished one is
+    skipped)."""
+    if (run_dir / "checkpoints" / "latest").is_file() and (run_dir / "DONE").is_file():
+        return
+    data = a.work_dir / "data"
+    marigold("train", str(CONFIGS / f"{task}.yaml"), f"output_dir={run_dir}", f"model.base={base}",
+             f"data.train.0.root={data / 'train'}", f"data.train.1.root={data / 'train-portrait'}",
+             *overrides, *(SMOKE["train"] if a.smoke else []), *a.train_override)
+    (run_dir / "DONE").write_text("finished\n")
 
 
 def finetune(a) -> None:
-    for ablation in (False, True):
-        if ablation and a.skip_ablation:
-            continue
-        for task in TASKS:
-            base = a.work_dir / ("base-random-unet" if ablation else "base")
-            marigold("train", str(CONFIGS / f"{task}.yaml"), f"output_dir={_run_dir(a, task, ablation)}",
-                     f"model.base={base}", f"data.train.0.root={a.work_dir / 'data' / 'train'}",
-                     *(SMOKE["train"] if a.smoke else []), *a.train_override)
+    for task in TASKS:
+        _train(a, task, a.work_dir / task, a.work_dir / "base")
+
+
+def _ablation_runs(a) -> list[tuple[str, str, int, Path]]:
+    seeds = SMOKE["ablation_seeds"] if a.smoke else ABLATION_SEEDS
+    return [(task, init, seed, a.work_dir / "ablation" / f"{task}-{init}-seed{seed}")
+            for task in a.ablation_tasks for seed in seeds for init in ("pretrained", "random")]
+
+
+def ablation(a) -> None:
+    """The paper's central claim at small scale: the same budget (``ABLATION_BUDGET``) from the pretrained base
+    and from the random UNet (same VAE and text encoder), for each seed in ``ABLATION_SEEDS``."""
+    if a.skip_ablation:
+        return
+    for task, init, seed, run_dir in _ablation_runs(a):
+        base = a.work_dir / ("base" if init == "pretrained" else "base-random-unet")
+        _train(a, task, run_dir, base, f"seed={seed}", *([] if a.smoke else ABLATION_BUDGET))
 
 
 def final_checkpoint(run_dir: Path) -> Path:
@@ -128,12 +162,14 @@ def sha256(path: Path) -> str:
 
 
 def bundle(a) -> None:
-    """Copy the final checkpoints into the package with float16 weights (half the size; loading casts back)."""
+    """Copy the final checkpoints into the package with float16 weights (half the size; loading casts back).
+    The model folders are replaced whole (``tiny_decoder/`` included): rerun ``recipes/distill_decoders.py``
+    afterwards."""
     from safetensors.torch import load_file, save_file
 
     dest_root = (a.work_dir / "bundle") if a.smoke else PACKAGE_ASSETS
     for task in TASKS:
-        src, dest = final_checkpoint(_run_dir(a, task, False)), dest_root / task
+        src, dest = final_checkpoint(a.work_dir / task), dest_root / task
         shutil.rmtree(dest, ignore_errors=True)
         for f in sorted(src.rglob("*")):
             rel = f.relative_to(src)
@@ -153,83 +189,162 @@ def bundle(a) -> None:
 
 
 # ---- evaluation ----------------------------------------------------------------------------------------------
-def _write_baselines(test: Path, out: Path) -> dict[str, Path]:
-    """Trivial predictions for every test image: constant depth, vertical-gradient depth (far at the top),
-    normals all facing the camera."""
-    folders = {name: out / name for name in ("constant_depth", "vertical_gradient", "facing_camera")}
-    for f in folders.values():
-        f.mkdir(parents=True, exist_ok=True)
-    for gt in sorted((test / "depth").glob("*.npy")):
-        h, w = np.load(gt).shape
-        np.save(folders["constant_depth"] / f"{gt.stem}_depth.npy", np.ones((h, w), np.float32))
-        ramp = np.repeat(np.linspace(1.0, 0.0, h, dtype=np.float32)[:, None], w, 1)   # 1 = far (top row)
-        np.save(folders["vertical_gradient"] / f"{gt.stem}_depth.npy", ramp)
-        facing = np.zeros((h, w, 3), np.float32)
-        facing[..., 2] = 1.0
-        np.save(folders["facing_camera"] / f"{gt.stem}_normals.npy", facing)
+#: the trivial baselines: name -> (task, prediction for an [h, w] image). Depth predictions are scored after the
+#: same least-squares scale-and-shift alignment as the models, so only their shape matters.
+def _vertical_gradient(h: int, w: int) -> np.ndarray:
+    """Depth growing linearly from the bottom row (near) to the top row (far)."""
+    return np.repeat(np.linspace(1.0, 0.0, h, dtype=np.float32)[:, None], w, 1)
+
+
+def _inverse_gradient(h: int, w: int) -> np.ndarray:
+    """A ground plane's depth: disparity falling linearly from 1 at the bottom row to 0.05 at the top, depth =
+    1 / disparity."""
+    disparity = np.linspace(0.05, 1.0, h, dtype=np.float32)
+    return np.repeat((1.0 / disparity)[:, None], w, 1)
+
+
+BASELINES = {
+    "constant depth": ("depth", lambda h, w: np.ones((h, w), np.float32)),
+    "vertical gradient": ("depth", _vertical_gradient),
+    "inverse gradient": ("depth", _inverse_gradient),
+    "facing camera": ("normals", lambda h, w: np.broadcast_to(np.float32([0, 0, 1]), (h, w, 3)).copy()),
+}
+
+
+def _write_baselines(gt_root: Path, out: Path) -> dict[str, Path]:
+    """One folder of predictions per baseline for every image of ``gt_root``."""
+    folders = {}
+    for name, (task, make) in BASELINES.items():
+        folder = folders[name] = out / name.replace(" ", "_")
+        folder.mkdir(parents=True, exist_ok=True)
+        for gt in sorted((gt_root / "depth").glob("*.npy")):
+            np.save(folder / f"{gt.stem}_{task}.npy", make(*np.load(gt, mmap_mode="r").shape[:2]))
     return folders
 
 
-def _score(task: str, preds: Path, gt: Path, report: Path) -> dict:
-    """``marigold evaluate`` in folder mode; adds ``by_family``: the first table metric averaged per scene
-    family (from the per-image CSV and the test set's camera JSON)."""
-    import csv
-
-    marigold("evaluate", "--task", task, "--predictions", str(preds), "--ground-truth", str(gt),
-             "--output", str(report), *(["--alignment", "least_square"] if task == "depth" else []))
+def _score(task: str, preds: Path, gt_root: Path, report: Path) -> dict:
+    """``marigold evaluate`` in folder mode; adds ``by_family``: every table metric averaged per scene family
+    (from the per-image CSV and the data's camera JSON)."""
+    if not report.is_file():
+        marigold("evaluate", "--task", task, "--predictions", str(preds), "--ground-truth", str(gt_root / task),
+                 "--output", str(report), *(["--alignment", "least_square"] if task == "depth" else []))
     result = json.loads(report.read_text())
-    key = TABLE_KEYS[task][0]
-    by_family: dict[str, list[float]] = {}
+    by_family: dict[str, dict[str, list[float]]] = {}
     with open(report.with_name(report.stem + "_per_image.csv"), newline="") as f:
         for row in csv.DictReader(f):
-            meta = json.loads((gt.parent / "camera" / f"{row['stem']}.json").read_text())
-            by_family.setdefault(meta["family"], []).append(float(row[key]))
-    result["by_family"] = {fam: float(np.mean(v)) for fam, v in sorted(by_family.items())}
+            family = json.loads((gt_root / "camera" / f"{row['stem']}.json").read_text())["family"]
+            for key in TABLE_KEYS[task]:
+                by_family.setdefault(family, {}).setdefault(key, []).append(float(row[key]))
+    result["by_family"] = {fam: {k: float(np.mean(v)) for k, v in m.items()} for fam, m in sorted(by_family.items())}
     return result
 
 
-def evaluate(a) -> None:
-    test, ev = a.work_dir / "data" / "test", a.work_dir / "eval"
-    bundle_root = (a.work_dir / "bundle") if a.smoke else PACKAGE_ASSETS
-    models = {f"demo-{t}": (t, bundle_root / t) for t in TASKS}
-    if not a.skip_ablation:
-        models.update({f"{t} from random UNet": (t, final_checkpoint(_run_dir(a, t, True))) for t in TASKS})
-    rows = []
-    for name, (task, ckpt) in models.items():
-        pred = ev / name.replace(" ", "-") / "pred"
-        marigold("predict", str(test / "rgb"), "--model", str(ckpt), "--output-dir", str(pred), "--seed", "0",
+def _predict_and_score(a, task: str, ckpt: Path, split: str, out: Path) -> dict:
+    """Predict ``split`` with ``ckpt`` and score it; reuses an earlier result only if it was made with the same
+    UNet weights (``out/MODEL`` holds their SHA-256)."""
+    data = a.work_dir / "data" / split
+    pred = out / "pred"
+    fingerprint = sha256(ckpt / "unet" / "diffusion_pytorch_model.safetensors")
+    if (out / "MODEL").is_file() and (out / "MODEL").read_text() != fingerprint:
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "MODEL").write_text(fingerprint)
+    if not (out / "REPORT.json").is_file():
+        marigold("predict", str(data / "rgb"), "--model", str(ckpt), "--output-dir", str(pred), "--seed", "0",
                  "--overwrite")
-        rows.append((task, name, _score(task, pred, test / task, ev / name.replace(" ", "-") / "REPORT.json")))
-    for name, folder in _write_baselines(test, ev / "baselines").items():
-        task = "normals" if name == "facing_camera" else "depth"
-        rows.append((task, f"baseline: {name.replace('_', ' ')}", _score(task, folder, test / task,
-                                                                         ev / "baselines" / f"{name}.json")))
-    table = model_card_table(rows)
-    (a.work_dir / "model_card.md").write_text(table)
-    logger.info("model card table:\n%s", table)
+    return _score(task, pred, data, out / "REPORT.json")
 
 
-TABLE_KEYS = {"depth": ("abs_rel", "rmse", "delta1"),
-              "normals": ("mean_angular_error", "median_angular_error", "within_11.25", "within_30")}
+def evaluate(a) -> None:
+    ev = a.work_dir / "eval"
+    bundle_root = (a.work_dir / "bundle") if a.smoke else PACKAGE_ASSETS
+    sections, results = [], {}
+    for split, title in (("heldout", "Second held-out set (the held-out generator)"),
+                         ("test", "In-distribution test set (the training generator, other seeds)")):
+        rows = [(t, f"demo-{t}", _predict_and_score(a, t, bundle_root / t, split, ev / split / f"demo-{t}"))
+                for t in TASKS]
+        for name, folder in _write_baselines(a.work_dir / "data" / split, ev / split / "baselines").items():
+            task = BASELINES[name][0]
+            rows.append((task, f"baseline: {name}", _score(task, folder, a.work_dir / "data" / split,
+                                                           ev / split / "baselines" / f"{folder.name}.json")))
+        results[split] = rows
+        sections.append(f"### {title}\n\n" + model_card_table(rows))
+    if not a.skip_ablation:
+        runs = [(task, init, seed, _predict_and_score(a, task, final_checkpoint(run_dir), "heldout",
+                                                      ev / "ablation" / run_dir.name))
+                for task, init, seed, run_dir in _ablation_runs(a)]
+        sections.append("### Ablation: pretrained base vs random UNet (second held-out set)\n\n"
+                        + ablation_table(runs))
+    verdict = transfer_verdict(results["heldout"])
+    sections.append("### Verdict\n\n" + "\n".join(f"* {v}" for v in verdict) + "\n")
+    card = "\n".join(sections)
+    (a.work_dir / "model_card.md").write_text(card)
+    logger.info("model card:\n%s", card)
+
+
+TABLE_KEYS = {"depth": ("abs_rel", "delta1"), "normals": ("mean_angular_error", "within_11.25")}
+LOWER_IS_BETTER = {"abs_rel": True, "delta1": False, "mean_angular_error": True, "within_11.25": False}
 
 
 def model_card_table(rows) -> str:
-    """Markdown: per task, one row per model / baseline with the dataset means and the first metric per
-    scene family."""
+    """Markdown: per task, one row per model / baseline with the dataset means and every metric per family."""
     lines = []
     for task, keys in TABLE_KEYS.items():
-        families = sorted({f for t, _, rep in rows if t == task for f in rep.get("by_family", {})})
-        head = list(keys) + [f"{keys[0]} ({f})" for f in families]
-        lines += [f"| {task} model | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
+        families = sorted({f for t, _, rep in rows if t == task for f in rep["by_family"]})
+        head = list(keys) + [f"{k} ({f})" for f in families for k in keys]
+        lines += [f"| {task} | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
         for t, name, rep in rows:
             if t == task:
-                vals = [float(rep[k]) for k in keys] + [rep["by_family"][f] for f in families]
-                lines.append(f"| {name} | " + " | ".join(f"{v:.4f}" for v in vals) + " |")
+                vals = [float(rep[k]) for k in keys] + [rep["by_family"][f][k] for f in families for k in keys]
+                lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
         lines.append("")
     return "\n".join(lines)
 
 
-STAGES = {"render": render, "pretrain": pretrain, "finetune": finetune, "bundle": bundle, "evaluate": evaluate}
+def ablation_table(runs) -> str:
+    """Markdown: per task and initialisation, mean +- sample standard deviation over the seeds of every metric,
+    overall and per family, and the per-seed values of the first metric."""
+    lines = []
+    for task, keys in TABLE_KEYS.items():
+        mine = [r for r in runs if r[0] == task]
+        if not mine:
+            continue
+        families = sorted({f for *_, rep in mine for f in rep["by_family"]})
+        head = list(keys) + [f"{keys[0]} ({f})" for f in families] + [f"{keys[0]} per seed"]
+        lines += [f"| {task} fine-tuned from | seeds | " + " | ".join(head) + " |", "|---|---|" + "---|" * len(head)]
+        for init in ("pretrained", "random"):
+            reps = [(seed, rep) for t, i, seed, rep in mine if i == init]
+            cols = [[float(rep[k]) for _, rep in reps] for k in keys]
+            cols += [[rep["by_family"][f][keys[0]] for _, rep in reps] for f in families]
+            cells = [f"{np.mean(c):.3f} ± {np.std(c, ddof=1) if len(c) > 1 else 0.0:.3f}" for c in cols]
+            cells.append(", ".join(f"{rep[keys[0]]:.3f}" for _, rep in reps))
+            label = "pretrained base" if init == "pretrained" else "random UNet"
+            lines.append(f"| {label} | {len(reps)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _strictly_better(metric: str, model: float, baseline: float) -> bool:
+    return model < baseline if LOWER_IS_BETTER[metric] else model > baseline
+
+
+def transfer_verdict(rows) -> list[str]:
+    """Does each model beat each of its task's baselines on every family (on both table metrics)?"""
+    out = []
+    for task, keys in TABLE_KEYS.items():
+        model = next(rep for t, name, rep in rows if t == task and not name.startswith("baseline"))
+        for t, name, rep in rows:
+            if t != task or not name.startswith("baseline"):
+                continue
+            lost = [f"{k} on {fam}" for fam, m in model["by_family"].items() for k in keys
+                    if not _strictly_better(k, m[k], rep["by_family"][fam][k])]
+            out.append(f"demo-{task} vs {name}: " + ("better on every family (both metrics)" if not lost
+                                                     else "NOT better: " + ", ".join(lost)))
+    return out
+
+
+STAGES = {"render": render, "pretrain": pretrain, "finetune": finetune, "ablation": ablation, "bundle": bundle,
+          "evaluate": evaluate}
 
 
 def main(argv=None) -> int:
@@ -239,10 +354,14 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="rendering processes")
     p.add_argument("--smoke", action="store_true", help="tiny budget everywhere; bundle into the work dir")
     p.add_argument("--skip-ablation", action="store_true", help="no random-UNet ablation runs")
+    p.add_argument("--ablation-tasks", default="depth", help="comma-separated tasks of the ablation (default: depth)")
     p.add_argument("--pretrain-override", action="append", default=[])
     p.add_argument("--train-override", action="append", default=[])
     a = p.parse_args(argv)
     a.work_dir = a.work_dir.resolve()
+    a.ablation_tasks = tuple(t for t in a.ablation_tasks.split(",") if t)
+    if set(a.ablation_tasks) - set(TASKS):
+        p.error(f"--ablation-tasks: unknown tasks {sorted(set(a.ablation_tasks) - set(TASKS))}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     for name in (STAGES if a.stage == "all" else [a.stage]):
         t0 = time.time()

@@ -52,7 +52,7 @@ def render(a) -> None:
     spec = SMOKE["render"] if a.smoke else RENDER
     marigold("synth", "--output-dir", str(a.work_dir / "data"), "--num", str(spec["num"]), "--seed",
              str(spec["seed"]), "--resolution", *map(str, spec["resolution"]), "--spp", str(spec["spp"]),
-             "--no-progress")
+             "--maps", "geometry", "--no-progress")
 
 
 def distill(a) -> None:

@@ -23,9 +23,17 @@ def test_recipe_smoke_end_to_end(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / "recipes" / "demo.py"), "all", "--smoke", "--skip-ablation",
                            "--work-dir", str(work), "--workers", "1"], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    # rendered train/test sets in the folder layout
-    assert len(list((work / "data" / "train" / "camera").glob("*.json"))) == 8
-    assert len(list((work / "data" / "test" / "depth").glob("*.npy"))) == 3
+    # rendered sets in the folder layout: geometry maps (no albedo pass) for training, image-only renders, the
+    # in-distribution test split and the held-out generator's split
+    data = work / "data"
+    assert len(list((data / "train" / "camera").glob("*.json"))) == 8
+    assert not (data / "train" / "albedo").exists() and (data / "train" / "normals").is_dir()
+    assert sorted(p.name for p in (data / "images").iterdir()) == ["camera", "rgb"]
+    assert len(list((data / "test" / "depth").glob("*.npy"))) == 3
+    held = [json.loads(f.read_text()) for f in sorted((data / "heldout" / "camera").glob("*.json"))]
+    assert len(held) == 3 and {h["family"] for h in held} <= {"corridor", "street", "desk"}
+    assert np.load(data / "heldout" / "depth" / "000000.npy").shape == (96, 128)
+    assert np.load(data / "train-portrait" / "depth" / "000000.npy").shape == (80, 48)
     # the base is an SD2-layout text-to-image checkpoint; fine-tuning produced Marigold checkpoints
     assert json.loads((work / "base" / "model_index.json").read_text())["_class_name"] == "StableDiffusionPipeline"
     for task, cls in (("depth", "MarigoldDepthPipeline"), ("normals", "MarigoldNormalsPipeline")):
@@ -44,11 +52,71 @@ def test_recipe_smoke_end_to_end(tmp_path):
     assert sorted(sums) == sorted(p.relative_to(work / "bundle").as_posix() for p in files)
     for rel, digest in sums.items():
         assert hashlib.sha256((work / "bundle" / rel).read_bytes()).hexdigest() == digest
-    # the model card table: the models and every trivial baseline, with finite numbers
+    # the model card: both sets, the models and every trivial baseline, per family, and the verdict
     card = (work / "model_card.md").read_text()
+    assert "### Second held-out set" in card and "### In-distribution test set" in card and "### Verdict" in card
     for row in ("demo-depth", "demo-normals", "baseline: constant depth", "baseline: vertical gradient",
-                "baseline: facing camera"):
-        line = next(ln for ln in card.splitlines() if ln.startswith(f"| {row} |"))
-        assert all(np.isfinite(float(v)) for v in line.strip(" |").split("|")[1:])
-    report = json.loads((work / "eval" / "baselines" / "constant_depth.json").read_text())
+                "baseline: inverse gradient", "baseline: facing camera"):
+        lines = [ln for ln in card.splitlines() if ln.startswith(f"| {row} |")]
+        assert len(lines) == 2  # held-out and in-distribution tables
+        assert all(np.isfinite(float(v)) for ln in lines for v in ln.strip(" |").split("|")[1:])
+    families = {h["family"] for h in held}
+    assert all(f"abs_rel ({f})" in card for f in families)
+    report = json.loads((work / "eval" / "heldout" / "baselines" / "constant_depth.json").read_text())
     assert report["num_images"] == 3
+
+
+def _recipe():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("demo_recipe", REPO / "recipes" / "demo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _report(abs_rel, delta1, by_family):
+    return {"abs_rel": abs_rel, "delta1": delta1,
+            "by_family": {f: {"abs_rel": a, "delta1": d} for f, (a, d) in by_family.items()}}
+
+
+def test_ablation_table_mean_and_sample_spread():
+    recipe = _recipe()
+    runs = [("depth", "pretrained", 0, _report(0.10, 0.90, {"desk": (0.1, 0.9)})),
+            ("depth", "pretrained", 1, _report(0.20, 0.80, {"desk": (0.3, 0.7)})),
+            ("depth", "random", 0, _report(0.30, 0.70, {"desk": (0.3, 0.7)})),
+            ("depth", "random", 1, _report(0.30, 0.60, {"desk": (0.3, 0.6)}))]
+    table = recipe.ablation_table(runs)
+    pre = next(ln for ln in table.splitlines() if ln.startswith("| pretrained base |"))
+    # mean 0.15, sample std |0.1 - 0.2| / sqrt(2) = 0.0707; desk mean 0.2, std 0.1414
+    assert pre == "| pretrained base | 2 | 0.150 ± 0.071 | 0.850 ± 0.071 | 0.200 ± 0.141 | 0.100, 0.200 |"
+    rnd = next(ln for ln in table.splitlines() if ln.startswith("| random UNet |"))
+    assert rnd == "| random UNet | 2 | 0.300 ± 0.000 | 0.650 ± 0.071 | 0.300 ± 0.000 | 0.300, 0.300 |"
+
+
+def test_transfer_verdict_names_every_lost_family_and_metric():
+    recipe = _recipe()
+    model = _report(0.2, 0.7, {"desk": (0.1, 0.9), "street": (0.3, 0.5)})
+    worse = _report(0.5, 0.4, {"desk": (0.2, 0.8), "street": (0.6, 0.3)})
+    mixed = _report(0.3, 0.6, {"desk": (0.05, 0.95), "street": (0.6, 0.5)})   # wins desk; ties delta1 on street
+    normals = {"mean_angular_error": 20.0, "within_11.25": 0.3, "by_family": {"desk": {"mean_angular_error": 20.0,
+                                                                                      "within_11.25": 0.3}}}
+    facing = {"mean_angular_error": 40.0, "within_11.25": 0.1, "by_family": {"desk": {"mean_angular_error": 40.0,
+                                                                                     "within_11.25": 0.1}}}
+    rows = [("depth", "demo-depth", model), ("depth", "baseline: worse", worse), ("depth", "baseline: mixed", mixed),
+            ("normals", "demo-normals", normals), ("normals", "baseline: facing camera", facing)]
+    verdict = recipe.transfer_verdict(rows)
+    assert verdict == [
+        "demo-depth vs baseline: worse: better on every family (both metrics)",
+        "demo-depth vs baseline: mixed: NOT better: abs_rel on desk, delta1 on desk, delta1 on street",
+        "demo-normals vs baseline: facing camera: better on every family (both metrics)",
+    ]
+
+
+def test_baselines_have_the_documented_shapes():
+    recipe = _recipe()
+    v = recipe.BASELINES["vertical gradient"][1](5, 3)
+    np.testing.assert_allclose(v[:, 0], [1.0, 0.75, 0.5, 0.25, 0.0])      # far at the top
+    inv = recipe.BASELINES["inverse gradient"][1](3, 2)
+    np.testing.assert_allclose(1.0 / inv[:, 1], [0.05, 0.525, 1.0])       # disparity linear, 1 at the bottom
+    assert recipe.BASELINES["facing camera"][1](2, 2).tolist() == [[[0, 0, 1]] * 2] * 2

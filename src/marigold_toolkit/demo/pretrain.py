@@ -82,6 +82,7 @@ class StageConfig:
 @dataclass
 class PretrainData:
     root: str = "data/train/rgb"
+    extra_roots: list = field(default_factory=list)  # more image folders (same size as root's), e.g. image-only renders
     resize: Optional[list] = None  # [H, W]; default: native size (all images must share one size)
     max_images: Optional[int] = None
     # extra VAE-only training maps: folders of float .npy depth ([H, W]) or normals ([H, W, 3]) maps, shown to
@@ -306,9 +307,14 @@ def pretrain_base(cfg) -> dict[str, Any]:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     vae, unet, text_encoder, tokenizer, tok_dir = build_modules(cfg, int(cfg.seed))
-    images = load_images(cfg.data.root, cfg.data.resize, cfg.data.max_images)
+    roots = [cfg.data.root, *cfg.data.extra_roots]
+    images = [load_images(r, cfg.data.resize, cfg.data.max_images) for r in roots]
+    if len({tuple(x.shape[1:]) for x in images}) > 1:
+        raise ConfigError(f"data.root / data.extra_roots: image sizes differ ({[tuple(x.shape[2:]) for x in images]}); "
+                          "set data.resize")
+    images = torch.cat(images)
     logger.info("pretrain: %d images of %dx%d from %s", len(images), images.shape[2], images.shape[3],
-                cfg.data.root)
+                ", ".join(map(str, roots)))
     summary: dict[str, Any] = {"images": len(images)}
     if cfg.vae_from:
         src = Path(cfg.vae_from)
