@@ -39,6 +39,11 @@ def icosphere(subdivisions: int = 3) -> tuple[np.ndarray, np.ndarray]:
     return np.array(verts), faces
 
 
+def _spherical_uv(d: np.ndarray) -> np.ndarray:
+    """(longitude, latitude) / (2 pi, pi) of unit directions ``d`` [V, 3]."""
+    return np.stack([(np.arctan2(d[:, 0], d[:, 2]) / (2 * np.pi)) % 1.0, np.arccos(np.clip(d[:, 1], -1, 1)) / np.pi], 1)
+
+
 def blob_mesh(center, radius: float, bumps, subdivisions: int = 3):
     """A closed smooth blob: unit icosphere directions ``d`` scaled by ``radius * (1 + sum_k a_k *
     max(d . u_k, 0) ** s_k)`` for ``bumps = [[ux, uy, uz, a, s], ...]`` (a rock / pebble / potato shape), then
@@ -51,7 +56,7 @@ def blob_mesh(center, radius: float, bumps, subdivisions: int = 3):
         scale += float(amp) * np.clip(d @ u, 0.0, None) ** float(sharp)
     scale = np.clip(scale, 0.3, None)
     verts = d * (float(radius) * scale)[:, None] + np.asarray(center, dtype=np.float64)
-    uv = np.stack([(np.arctan2(d[:, 0], d[:, 2]) / (2 * np.pi)) % 1.0, np.arccos(np.clip(d[:, 1], -1, 1)) / np.pi], 1)
+    uv = _spherical_uv(d)
     return verts.astype(np.float32), faces.astype(np.uint32), uv.astype(np.float32)
 
 
@@ -137,5 +142,5 @@ def capsule_mesh(center, radius: float, half_length: float, yaw_deg: float = 0.0
     verts = d * float(radius)
     verts[:, 1] += np.where(d[:, 1] >= 0, 1.0, -1.0) * float(half_length)
     verts = _yaw_tilt(verts, yaw_deg, tilt_deg) + np.asarray(center, dtype=np.float64)
-    uv = np.stack([(np.arctan2(d[:, 0], d[:, 2]) / (2 * np.pi)) % 1.0, np.arccos(np.clip(d[:, 1], -1, 1)) / np.pi], 1)
+    uv = _spherical_uv(d)
     return verts.astype(np.float32), faces.astype(np.uint32), uv.astype(np.float32)
