@@ -21,7 +21,8 @@ from marigold_toolkit.io.files import quantize_uint16, read_png16
 from marigold_toolkit.io.images import load_image
 from marigold_toolkit.label import job as label_job
 from marigold_toolkit.label.job import LabelJob, run_label_job
-from marigold_toolkit.label.records import InferenceSettings, decode_value, image_seed
+from marigold_toolkit.checkpoints.loading import load_spec
+from marigold_toolkit.label.records import InferenceSettings, decode_value, image_seed, result_settings, settings_hash
 
 from ..cli._helpers import predict_args, run_cli, save_image
 from ._helpers import label_args, make_images, manifest, rows_by_key, sha256_file, shard_files, torch_threads
@@ -203,6 +204,7 @@ def test_other_settings_or_layout_are_refused(images, depth_ckpt, tmp_path, caps
     (("--max-megapixels", "0"), "--max-megapixels must be > 0"),
     (("--task", "normals"), "is a depth pipeline, not normals"),
     (("--reduction", "closest"), "--reduction"),
+    (("--ensembling-method", "lsq"), "--ensembling-method: depth: ensembling method must be one of"),
     (("--model", "a,b"), "label runs one model per job"),
     (("--model", "/no/such/model"), "/no/such/model"),
 ])
@@ -212,6 +214,25 @@ def test_usage_errors_exit_2_with_one_line(change, message, images, depth_ckpt, 
     assert rc == 2 and message in err, err
     assert err.count("\n") == 1 and err.startswith("error: ")
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").glob("part-*"))
+
+
+def test_ensembling_method_is_a_result_setting_and_fast_picks_least_squares(images, depth_ckpt, tmp_path, capsys):
+    spec = load_spec(str(depth_ckpt))
+    base = InferenceSettings(ensemble_size=2)
+    default = result_settings(spec, base)
+    assert "ensembling_method" not in default  # jobs from before the flag keep their settings hash
+    assert settings_hash(result_settings(spec, InferenceSettings(ensemble_size=2, ensembling_method="bfgs"))) \
+        == settings_hash(default)  # naming the default computes the same numbers
+    lsq = result_settings(spec, InferenceSettings(ensemble_size=2, ensembling_method="least-squares"))
+    assert lsq["ensembling_method"] == "least-squares" and settings_hash(lsq) != settings_hash(default)
+    out = tmp_path / "fast"
+    rc, _, err = run_cli(capsys, *label_args([str(images[0])], depth_ckpt, out, ensemble=2, extra=("--fast",)))
+    assert rc == 0, err
+    assert manifest(out)["settings"]["ensembling_method"] == "least-squares"
+    rc, _, err = run_cli(capsys, *label_args([str(images[0])], depth_ckpt, out, ensemble=2,
+                                             extra=("--fast", "--ensembling-method", "least-squares")))
+    assert rc == 0, err  # the same job: nothing refused, nothing recomputed
+    assert manifest(out)["counts"]["labelled"] == 1
 
 
 def test_processes_split_the_shards_by_rank(images, depth_ckpt, tmp_path, monkeypatch):

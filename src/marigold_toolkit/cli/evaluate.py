@@ -19,6 +19,7 @@ import argparse
 import logging
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from ..checkpoints.resolve import CheckpointError
@@ -39,6 +40,7 @@ from .predict import (
     EXIT_USAGE,
     add_inference_arguments,
     below_minimum,
+    ensembling_kwargs,
     predictor_layout_kwargs,
 )
 
@@ -164,6 +166,13 @@ def _run_benchmark(args) -> int:
     settings = resolve_settings(bench, args.steps, args.ensemble, args.processing_resolution, args.seed,
                                 args.batch_size, args.resample, args.noise,
                                 zero_noise=(args.noise or predictor.spec.initial_noise) == "zeros")
+    if not bench.task_ensembling and (args.reduction or args.ensembling_method):
+        return _usage(f"--reduction/--ensembling-method: benchmark '{bench.name}' merges its ensembles by the median")
+    try:  # resolved here (the fast tier's method included), so the cache key and report name what ran
+        ens = predictor.resolve_ensembling(ensembling_kwargs(predictor.task, args), settings.ensemble_size)
+    except ValueError as exc:
+        return _usage(str(exc))
+    settings = replace(settings, reduction=ens.get("reduction"), ensembling_method=ens.get("method"))
     out_dir = args.output_dir or Path("eval") / bench.name / _slug(str(args.model))
     report = evaluate_benchmark(bench, predictor, out_dir, settings, alignment=_alignment(args),
                                 max_samples=args.max_samples, plots=args.plots, plot_images=args.plot_images,
@@ -178,6 +187,8 @@ def _run_video_benchmark(args, bench: VideoBenchmark) -> int:
         return _usage(problem)
     if args.ensemble not in (None, 1):
         return _usage(f"--ensemble {args.ensemble}: the video pipeline predicts each frame once")
+    if args.reduction or args.ensembling_method:
+        return _usage("--reduction/--ensembling-method: the video pipeline predicts each frame once")
     if args.plots:
         logger.warning("--plots: no plots are drawn for video benchmarks")
     dtype = args.dtype or (PRESETS[args.preset]["dtype"] if args.preset else None)

@@ -65,6 +65,9 @@ def add_inference_arguments(p: argparse.ArgumentParser, ensemble_default: int | 
     p.add_argument("--variant", help="weight file variant, e.g. fp16")
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: best available)")
     p.add_argument("--reduction", help="ensembling reduction (depth/intrinsics: median|mean, normals: closest|mean)")
+    p.add_argument("--ensembling-method", metavar="METHOD",
+                   help="depth ensembling: bfgs (the authors' and diffusers', the default) or least-squares "
+                        "(closed form, continuous in the members; the default of --fast)")
     p.add_argument("--tiled-vae", action="store_true",
                    help="tiled VAE encode/decode for very large inputs (bounded memory; slightly different output)")
     p.add_argument("--vae-tile-size", type=int, default=None, metavar="PX",
@@ -73,6 +76,18 @@ def add_inference_arguments(p: argparse.ArgumentParser, ensemble_default: int | 
     p.add_argument("--channels-last", action="store_true",
                    help="run UNet and VAE in channels-last (NHWC) layout: a few %% faster on CPUs, more on GPUs with "
                         "half precision; outputs move at float-rounding level")
+
+
+def ensembling_kwargs(task, args: argparse.Namespace) -> dict | None:
+    """``ensembling_kwargs`` of ``--reduction`` and ``--ensembling-method`` for ``task``; a ValueError names the
+    flag and the problem."""
+    for flag, options in (("--reduction", {"reduction": args.reduction}),
+                          ("--ensembling-method", {"method": args.ensembling_method})):
+        try:
+            task.ensembling_options(**options)
+        except ValueError as exc:
+            raise ValueError(f"{flag}: {exc}") from exc
+    return task.ensembling_options(args.reduction, args.ensembling_method)
 
 
 def predictor_layout_kwargs(args: argparse.Namespace) -> dict:
@@ -262,13 +277,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: model '{name}': {problem}", file=sys.stderr)
             return EXIT_USAGE
 
-    if args.reduction:
-        for predictor in predictors:
-            try:
-                predictor.task.check_reduction(args.reduction)
-            except ValueError as exc:
-                print(f"error: --reduction: {exc}", file=sys.stderr)
-                return EXIT_USAGE
+    ens_kwargs = []
+    for predictor in predictors:
+        try:
+            ens_kwargs.append(ensembling_kwargs(predictor.task, args))
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
 
     out_dir: Path = args.output_dir
     # With --output-dir inside (or equal to) an input folder, a rerun finds the earlier results there: they are
@@ -300,7 +315,6 @@ def run(args: argparse.Namespace) -> int:
             continue
         todo.append((path, stem))
 
-    ens_kwargs = {"reduction": args.reduction} if args.reduction else None
     bar = tqdm(total=len(todo), desc="images", unit="img", disable=None)
     # Images are read lazily in chunks of --batch-size so memory stays bounded for large folders.
     chunk = max(1, args.batch_size)
@@ -316,7 +330,7 @@ def run(args: argparse.Namespace) -> int:
         if not loaded:
             continue
         per_model = []  # per model: its outputs for `loaded`, or None where prediction failed
-        for predictor in predictors:
+        for predictor, predictor_ens_kwargs in zip(predictors, ens_kwargs):
             try:
                 per_model.append(predictor.predict(
                     [arr for _, _, arr in loaded],
@@ -328,7 +342,7 @@ def run(args: argparse.Namespace) -> int:
                     resample_method_output=args.resample or "bilinear",
                     batch_size=args.batch_size,
                     seed=args.seed,
-                    ensembling_kwargs=ens_kwargs,
+                    ensembling_kwargs=predictor_ens_kwargs,
                     noise=args.noise,
                     high_resolution=high_resolution,
                 ))

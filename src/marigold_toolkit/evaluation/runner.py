@@ -37,14 +37,26 @@ class InferenceSettings:
     batch_size: int = 1
     resample_method: str = "bilinear"
     noise: str | None = None  # None: the checkpoint's initial noise
+    reduction: str | None = None  # None: the task's default
+    ensembling_method: str | None = None  # None: the task's default
+
+    #: fields left out of :meth:`as_dict` while unset, so cache keys of runs without them stay as they were
+    OPTIONAL = ("noise", "reduction", "ensembling_method")
 
     def as_dict(self) -> dict[str, Any]:
-        """The settings (``noise`` only when set, so cache keys of runs without it stay as they were)."""
-        return {k: v for k, v in self.__dict__.items() if not (k == "noise" and v is None)}
+        """The settings (the ``OPTIONAL`` ones only when set)."""
+        return {k: v for k, v in self.__dict__.items() if not (k in self.OPTIONAL and v is None)}
+
+    @property
+    def ensembling_kwargs(self) -> dict[str, str] | None:
+        """:meth:`Predictor.predict`'s ``ensembling_kwargs`` of ``reduction`` and ``ensembling_method``."""
+        kwargs = {k: v for k, v in (("reduction", self.reduction), ("method", self.ensembling_method)) if v}
+        return kwargs or None
 
 
 def resolve_settings(benchmark: Benchmark, steps=None, ensemble=None, processing_resolution=None, seed=None,
-                     batch_size=1, resample=None, noise=None, zero_noise: bool = False) -> InferenceSettings:
+                     batch_size=1, resample=None, noise=None, zero_noise: bool = False, reduction=None,
+                     ensembling_method=None) -> InferenceSettings:
     """The benchmark's protocol settings, each overridable. ``zero_noise``: the model runs from a zero latent (an
     end-to-end fine-tuned model), so its protocol is one step and no ensemble unless ``steps``/``ensemble`` say."""
     d = benchmark.inference
@@ -57,6 +69,8 @@ def resolve_settings(benchmark: Benchmark, steps=None, ensemble=None, processing
         batch_size=batch_size,
         resample_method=resample or d.resample_method,
         noise=noise,
+        reduction=reduction,
+        ensembling_method=ensembling_method,
     )
 
 

@@ -75,6 +75,10 @@ class InferenceSettings:
     variant: str | None = None
     device: str | None = None
     reduction: str | None = None
+    #: the task's ensembling method (depth: ``bfgs`` or ``least-squares``); ``None``: the task's default
+    ensembling_method: str | None = None
+    #: the job ran with ``--fast`` (its dtype and layout are already resolved into the fields above)
+    fast: bool = False
     noise: str | None = None
     task: str | None = None
     vae_tiling: bool = False
@@ -101,7 +105,8 @@ class InferenceSettings:
                     processing_resolution=self.processing_resolution,
                     match_input_resolution=self.match_input_resolution, resample_method_input=self.resample,
                     resample_method_output=self.resample, batch_size=self.batch_size, noise=self.noise,
-                    ensembling_kwargs={"reduction": self.reduction} if self.reduction else None)
+                    ensembling_kwargs={k: v for k, v in (("reduction", self.reduction),
+                                                         ("method", self.ensembling_method)) if v} or None)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -141,6 +146,9 @@ def result_settings(spec: Any, settings: InferenceSettings) -> dict[str, Any]:
         "channels_last": settings.channels_last,
         # only when set, so jobs written before tiny decoders existed keep their settings hash
         **({"decoder": settings.decoder} if settings.decoder else {}),
+        # only when not the task's default, for the same reason
+        **({"ensembling_method": settings.ensembling_method}
+           if settings.ensembling_method not in (None, *task.ensembling_methods[:1]) else {}),
     }
 
 

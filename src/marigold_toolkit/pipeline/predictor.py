@@ -278,6 +278,18 @@ class Predictor:
         return x, padding, in_size, proc_size
 
     @torch.no_grad()
+    def resolve_ensembling(self, ensembling_kwargs: dict[str, Any] | None, ensemble_size: int) -> dict[str, Any]:
+        """The ensembling keyword arguments :meth:`predict` uses: ``ensembling_kwargs`` checked against the task,
+        plus the task's ``fast_ensembling_method`` for a fast-tier predictor whose caller names no ``method``
+        (what a result cache should key on)."""
+        ens_kwargs = dict(ensembling_kwargs or {})
+        self.task.check_reduction(ens_kwargs.get("reduction", self.task.default_reduction))
+        if "method" in ens_kwargs:
+            self.task.check_ensembling_method(ens_kwargs["method"])
+        elif self.fast_plan is not None and ensemble_size > 1 and self.task.fast_ensembling_method:
+            ens_kwargs["method"] = self.task.fast_ensembling_method
+        return ens_kwargs
+
     def predict(
         self,
         images: ImageLike | Sequence[ImageLike],
@@ -314,7 +326,9 @@ class Predictor:
             generator: alternatively a CPU/CUDA generator shared by all images in order, or one per image.
             ensembling_kwargs: e.g. ``{"reduction": "mean"}``; depth also ``regularizer_strength``, ``max_iter``,
                 ``tol``, ``max_res`` and ``method`` (``"bfgs"``, the authors'; ``"least-squares"``: continuous in
-                the members and ~25x cheaper, see :mod:`marigold_toolkit.tasks.depth.ensemble`).
+                the members and ~25x cheaper, see :mod:`marigold_toolkit.tasks.depth.ensemble`). A fast-tier
+                predictor (``fast=True``) ensembles with the task's ``fast_ensembling_method`` (depth: least squares)
+                unless ``method`` is given.
             output_uncertainty: uncertainty maps (default: when ``ensemble_size > 1``).
             show_progress: tqdm bar over denoising rows.
             noise: the initial latents, ``"gaussian"`` (diffusion estimators) or ``"zeros"`` (end-to-end
@@ -350,8 +364,7 @@ class Predictor:
             output_uncertainty = ensemble_size > 1
         if output_uncertainty and ensemble_size == 1:
             raise ValueError("uncertainty needs ensemble_size > 1")
-        ens_kwargs = dict(ensembling_kwargs or {})
-        self.task.check_reduction(ens_kwargs.get("reduction", self.task.default_reduction))
+        ens_kwargs = self.resolve_ensembling(ensembling_kwargs, ensemble_size)
         gens = make_generators(len(items), seed, generator)
         noise = self.spec.initial_noise if noise is None else noise
         if noise not in INITIAL_NOISE:

@@ -133,6 +133,10 @@ class Task(ABC):
     channels: ClassVar[int] = 3
     #: ensembling reductions (the first one is the default)
     reductions: ClassVar[tuple[str, ...]] = ("median", "mean")
+    #: ensembling methods, ``ensembling_kwargs["method"]`` (the first one is the default); empty: only one way
+    ensembling_methods: ClassVar[tuple[str, ...]] = ()
+    #: the method the fast tier (``fast=True``) ensembles with when the caller names none (``None``: the default)
+    fast_ensembling_method: ClassVar[str | None] = None
     #: per-image metric keys of :meth:`score` (multi-target tasks prefix them with ``"<target>/"``)
     metric_keys: ClassVar[tuple[str, ...]] = ()
     #: the dataset means of the folder-evaluation report (``None``: every metric)
@@ -259,6 +263,32 @@ class Task(ABC):
     def check_reduction(self, reduction: str) -> None:
         if reduction not in self.reductions:
             raise TaskError(f"{self.name}: reduction must be one of {self.reductions}, got {reduction!r}")
+
+    def check_ensembling_method(self, method: str) -> None:
+        if not self.ensembling_methods:
+            raise TaskError(f"{self.name}: ensembling has no method to choose (got {method!r})")
+        if method not in self.ensembling_methods:
+            raise TaskError(f"{self.name}: ensembling method must be one of {self.ensembling_methods}, "
+                            f"got {method!r}")
+
+    def ensembling_options(self, reduction: str | None = None, method: str | None = None) -> dict[str, str] | None:
+        """The ``ensembling_kwargs`` of ``--reduction`` and ``--ensembling-method``, checked against this task
+        (:class:`TaskError` names the bad one); ``None`` when neither is given.
+
+        >>> from marigold_toolkit.tasks import get_task
+        >>> get_task("depth")().ensembling_options(method="least-squares")
+        {'method': 'least-squares'}
+        >>> get_task("normals")().ensembling_options(reduction="mean")
+        {'reduction': 'mean'}
+        """
+        options = {}
+        if reduction is not None:
+            self.check_reduction(reduction)
+            options["reduction"] = reduction
+        if method is not None:
+            self.check_ensembling_method(method)
+            options["method"] = method
+        return options or None
 
     def ensemble(
         self, members: torch.Tensor, output_uncertainty: bool, **kwargs: Any

@@ -68,6 +68,8 @@ class Benchmark(SplitFileDataset):
     alignment: str = "least_squares"  # least_squares | least_squares_disparity | none
     alignment_max_res: int | None = None
     inference: InferenceDefaults = InferenceDefaults(processing_resolution=0)
+    #: whether :meth:`predict` merges ensembles with the task's ensembling (``--reduction``, ``--ensembling-method``)
+    task_ensembling: bool = True
 
     @abstractmethod
     def load(self, entry: SplitEntry) -> EvalSample:
@@ -86,7 +88,7 @@ class Benchmark(SplitFileDataset):
             sample.rgb, num_inference_steps=settings.num_inference_steps, ensemble_size=settings.ensemble_size,
             processing_resolution=settings.processing_resolution, resample_method_input=settings.resample_method,
             resample_method_output=settings.resample_method, batch_size=settings.batch_size, seed=settings.seed,
-            output_uncertainty=False, noise=settings.noise,
+            output_uncertainty=False, noise=settings.noise, ensembling_kwargs=settings.ensembling_kwargs,
         ).targets
 
     def __getitem__(self, i: int) -> EvalSample:

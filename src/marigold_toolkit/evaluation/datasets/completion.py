@@ -37,6 +37,7 @@ class DepthCompletionBenchmark(Benchmark):
     model_task = "depth"
     alignment = "none"
     min_columns = 1
+    task_ensembling = False  # the members are metric depths, merged by their median
     #: sparse points per image in the authors' preprocessing (documentation; the files hold them)
     points: int | None = None
 

@@ -29,7 +29,7 @@ from ...visualize import apply_colormap
 from ..base import ErrorMap, Task, TaskError, _batch_mask, _sample_mask
 from ..registry import register_task
 from .alignment import align_depth, align_depth_least_squares
-from .ensemble import ensemble_depth
+from .ensemble import ENSEMBLE_METHODS, ensemble_depth
 from .export import conversion_problem, extra_file_names, write_depth_extras
 from .metrics import DEPTH_METRIC_KEYS, depth_metrics
 from .spaces import PREDICTION_SPACES, to_depth_order
@@ -201,6 +201,9 @@ class DepthTask(Task):
     index_fields = ("scale_invariant", "shift_invariant")
     channels = 1
     reductions = ("median", "mean")
+    ensembling_methods = ENSEMBLE_METHODS
+    # continuous in the members, so half precision moves an ensemble by as little as it moves one member
+    fast_ensembling_method = "least-squares"
     metric_keys = DEPTH_METRIC_KEYS
     report_keys = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "delta1", "delta2", "delta3")
     validation_metric = "abs_rel"
