@@ -40,7 +40,7 @@ from .predict import (
     EXIT_USAGE,
     add_inference_arguments,
     below_minimum,
-    ensembling_kwargs,
+    ensembling_from_args,
     predictor_layout_kwargs,
 )
 
@@ -169,7 +169,7 @@ def _run_benchmark(args) -> int:
     if not bench.task_ensembling and (args.reduction or args.ensembling_method):
         return _usage(f"--reduction/--ensembling-method: benchmark '{bench.name}' merges its ensembles by the median")
     try:  # resolved here (the fast tier's method included), so the cache key and report name what ran
-        ens = predictor.resolve_ensembling(ensembling_kwargs(predictor.task, args), settings.ensemble_size)
+        ens = predictor.resolve_ensembling(ensembling_from_args(predictor.task, args), settings.ensemble_size)
     except ValueError as exc:
         return _usage(str(exc))
     settings = replace(settings, reduction=ens.get("reduction"), ensembling_method=ens.get("method"))

@@ -78,7 +78,7 @@ def add_inference_arguments(p: argparse.ArgumentParser, ensemble_default: int | 
                         "half precision; outputs move at float-rounding level")
 
 
-def ensembling_kwargs(task, args: argparse.Namespace) -> dict | None:
+def ensembling_from_args(task, args: argparse.Namespace) -> dict | None:
     """``ensembling_kwargs`` of ``--reduction`` and ``--ensembling-method`` for ``task``; a ValueError names the
     flag and the problem."""
     for flag, options in (("--reduction", {"reduction": args.reduction}),
@@ -280,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
     ens_kwargs = []
     for predictor in predictors:
         try:
-            ens_kwargs.append(ensembling_kwargs(predictor.task, args))
+            ens_kwargs.append(ensembling_from_args(predictor.task, args))
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE

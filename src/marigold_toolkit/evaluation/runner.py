@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from ..core.metrics import EmptyMaskError
 from ..io.files import save_npy
-from ..tasks import get_task
+from ..tasks import ensembling_kwargs, get_task
 from .datasets.base import Benchmark, EvalSample
 from .plots import write_plots
 from .report import markdown_table, mean_over_images, nest_targets, write_csv, write_json, write_markdown
@@ -50,8 +50,7 @@ class InferenceSettings:
     @property
     def ensembling_kwargs(self) -> dict[str, str] | None:
         """:meth:`Predictor.predict`'s ``ensembling_kwargs`` of ``reduction`` and ``ensembling_method``."""
-        kwargs = {k: v for k, v in (("reduction", self.reduction), ("method", self.ensembling_method)) if v}
-        return kwargs or None
+        return ensembling_kwargs(self.reduction, self.ensembling_method)
 
 
 def resolve_settings(benchmark: Benchmark, steps=None, ensemble=None, processing_resolution=None, seed=None,

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..io.files import npy_bytes, png_bytes, quantize_uint16, read_png16
 from ..io.images import MAX_PIXELS
-from ..tasks import Task
+from ..tasks import Task, ensembling_kwargs
 
 #: version of the row layout and encodings below (part of the settings hash and of the manifest)
 FORMAT_VERSION = 1
@@ -105,8 +105,7 @@ class InferenceSettings:
                     processing_resolution=self.processing_resolution,
                     match_input_resolution=self.match_input_resolution, resample_method_input=self.resample,
                     resample_method_output=self.resample, batch_size=self.batch_size, noise=self.noise,
-                    ensembling_kwargs={k: v for k, v in (("reduction", self.reduction),
-                                                         ("method", self.ensembling_method)) if v} or None)
+                    ensembling_kwargs=ensembling_kwargs(self.reduction, self.ensembling_method))
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

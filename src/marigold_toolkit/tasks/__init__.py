@@ -4,7 +4,7 @@ built-in tasks (depth, normals, intrinsics); the rest of the package asks the ta
 """
 
 # isort: off - the built-in tasks register in this order (the order of `marigold predict --task` choices)
-from .base import ErrorMap, ImageContext, Task, TaskError, ensemble_pixelwise
+from .base import ErrorMap, ImageContext, Task, TaskError, ensemble_pixelwise, ensembling_kwargs
 from .depth import DepthTask
 from .normals import NormalsTask
 from .intrinsics import IntrinsicsTask
@@ -14,5 +14,5 @@ from .registry import get_task, register_task, task_for_folders, task_for_model_
 # isort: on
 
 __all__ = ["Task", "TaskError", "ErrorMap", "ImageContext", "DepthTask", "NormalsTask", "IntrinsicsTask",
-           "DepthCompletionTask", "ensemble_pixelwise",
+           "DepthCompletionTask", "ensemble_pixelwise", "ensembling_kwargs",
            "get_task", "register_task", "task_for_folders", "task_for_model_index", "task_names"]

@@ -82,6 +82,19 @@ def reduce_members(stack: torch.Tensor, reduction: str, with_uncertainty: bool):
     return merged, unc
 
 
+def ensembling_kwargs(reduction: str | None = None, method: str | None = None) -> dict[str, str] | None:
+    """The ``ensembling_kwargs`` of :meth:`Task.ensemble` naming a reduction and/or a method (unchecked; ``None``
+    when neither is given; :meth:`Task.ensembling_options` checks them against a task).
+
+    >>> ensembling_kwargs(method="least-squares")
+    {'method': 'least-squares'}
+    >>> ensembling_kwargs() is None
+    True
+    """
+    kwargs = {k: v for k, v in (("reduction", reduction), ("method", method)) if v is not None}
+    return kwargs or None
+
+
 def ensemble_pixelwise(
     members: torch.Tensor, output_uncertainty: bool = False, reduction: str = "median"
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -281,14 +294,11 @@ class Task(ABC):
         >>> get_task("normals")().ensembling_options(reduction="mean")
         {'reduction': 'mean'}
         """
-        options = {}
         if reduction is not None:
             self.check_reduction(reduction)
-            options["reduction"] = reduction
         if method is not None:
             self.check_ensembling_method(method)
-            options["method"] = method
-        return options or None
+        return ensembling_kwargs(reduction, method)
 
     def ensemble(
         self, members: torch.Tensor, output_uncertainty: bool, **kwargs: Any
