@@ -106,3 +106,16 @@ def test_evaluate_flag_reaches_the_predictions_and_the_report(tmp_path, checkpoi
     rc, _, err = run_cli(capsys, *args, "--output-dir", tmp_path / "bad", "--ensembling-method", "lsq")
     assert rc == 2 and "--ensembling-method: depth: ensembling method must be one of" in err
     assert err.count("\n") == 1
+
+
+def test_predict_ensembles_without_autograd(checkpoints, tmp_path, monkeypatch):
+    """``predict`` (not the helper beside it) runs under ``torch.no_grad``: no graph is kept for the members."""
+    import torch
+
+    predictor = Predictor.from_pretrained(checkpoints["depth-v1-1"], device="cpu")
+    seen, ensemble = [], predictor.task.ensemble
+    monkeypatch.setattr(predictor.task, "ensemble",
+                        lambda *a, **k: (seen.append(torch.is_grad_enabled()), ensemble(*a, **k))[1])
+    predictor.predict(save_image(tmp_path / "a.png", 40, 52, seed=0), ensemble_size=2, num_inference_steps=1,
+                      processing_resolution=0, seed=0)
+    assert seen == [False]

@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         num_inference_steps=args.steps, ensemble_size=args.ensemble, processing_resolution=args.processing_resolution,
         match_input_resolution=not args.no_match_input_resolution, resample=args.resample or "bilinear",
         seed=args.seed, batch_size=args.batch_size, dtype=dtype, variant=args.variant, device=args.device,
-        reduction=args.reduction, ensembling_method=args.ensembling_method, fast=args.fast, noise=args.noise, task=args.task, vae_tiling=args.tiled_vae,
+        reduction=args.reduction, ensembling_method=args.ensembling_method, fast=args.fast, noise=args.noise,
+        task=args.task, vae_tiling=args.tiled_vae,
         vae_tile_size=args.vae_tile_size, channels_last=channels_last, decoder=args.decoder,
         max_pixels=int(args.max_megapixels * 1e6))
     job = LabelJob(

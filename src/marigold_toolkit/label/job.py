@@ -193,8 +193,9 @@ def run_label_job(job: LabelJob, show_progress: bool | None = None) -> LabelSumm
             spec.task.check_ensembling_method(settings.ensembling_method)
         except ValueError as exc:
             raise LabelError(f"--ensembling-method: {exc}") from exc
-    elif settings.fast and settings.ensemble_size > 1 and spec.task.fast_ensembling_method:
-        settings = replace(settings, ensembling_method=spec.task.fast_ensembling_method)  # as Predictor(fast=True)
+    elif settings.fast:  # as Predictor(fast=True) would
+        method = spec.task.resolve_ensembling(None, settings.ensemble_size, fast=True).get("method")
+        settings = replace(settings, ensembling_method=method)
     result = result_settings(spec, settings)
     digest = settings_hash(result)
     columns = output_columns(spec.task, settings.with_uncertainty) if job.format == "parquet" else []

@@ -277,19 +277,12 @@ class Predictor:
         x, padding = pad_to_multiple(x, self.latent_stride)
         return x, padding, in_size, proc_size
 
-    @torch.no_grad()
     def resolve_ensembling(self, ensembling_kwargs: dict[str, Any] | None, ensemble_size: int) -> dict[str, Any]:
-        """The ensembling keyword arguments :meth:`predict` uses: ``ensembling_kwargs`` checked against the task,
-        plus the task's ``fast_ensembling_method`` for a fast-tier predictor whose caller names no ``method``
-        (what a result cache should key on)."""
-        ens_kwargs = dict(ensembling_kwargs or {})
-        self.task.check_reduction(ens_kwargs.get("reduction", self.task.default_reduction))
-        if "method" in ens_kwargs:
-            self.task.check_ensembling_method(ens_kwargs["method"])
-        elif self.fast_plan is not None and ensemble_size > 1 and self.task.fast_ensembling_method:
-            ens_kwargs["method"] = self.task.fast_ensembling_method
-        return ens_kwargs
+        """The ensembling keyword arguments :meth:`predict` uses (:meth:`Task.resolve_ensembling`, fast when this
+        is a fast-tier predictor): what a result cache should key on."""
+        return self.task.resolve_ensembling(ensembling_kwargs, ensemble_size, fast=self.fast_plan is not None)
 
+    @torch.no_grad()
     def predict(
         self,
         images: ImageLike | Sequence[ImageLike],

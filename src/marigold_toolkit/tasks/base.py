@@ -300,6 +300,18 @@ class Task(ABC):
             self.check_ensembling_method(method)
         return ensembling_kwargs(reduction, method)
 
+    def resolve_ensembling(self, ensembling_kwargs: Mapping[str, Any] | None, ensemble_size: int,
+                           fast: bool = False) -> dict[str, Any]:
+        """``ensembling_kwargs`` checked against this task, plus ``fast_ensembling_method`` when ``fast`` (the
+        fast tier), the ensemble has several members and no ``method`` is named."""
+        ens_kwargs = dict(ensembling_kwargs or {})
+        self.check_reduction(ens_kwargs.get("reduction", self.default_reduction))
+        if "method" in ens_kwargs:
+            self.check_ensembling_method(ens_kwargs["method"])
+        elif fast and ensemble_size > 1 and self.fast_ensembling_method:
+            ens_kwargs["method"] = self.fast_ensembling_method
+        return ens_kwargs
+
     def ensemble(
         self, members: torch.Tensor, output_uncertainty: bool, **kwargs: Any
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
