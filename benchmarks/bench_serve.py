@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,15 +26,10 @@ import time
 from pathlib import Path
 
 from marigold_toolkit.core.machine import cpu_description
+from marigold_toolkit.testing import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ("model", "max batch", "clients", "ok", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms", "mean batch")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -55,7 +48,7 @@ def percentile(values: list[float], q: float) -> float:
 
 class Server:
     def __init__(self, model: str, max_batch: int, max_wait_ms: float, threads: int, clients: int):
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS=str(threads))
         self.proc = subprocess.Popen(

@@ -14,6 +14,7 @@ checkpoint, finished runs and predictions are skipped), so the recipe can run in
     python recipes/demo.py ablation            # runs/demo/ablation/<task>-{pretrained,random}-seed<k>
     python recipes/demo.py bundle              # -> src/marigold_toolkit/assets/demo/{depth,normals} + CHECKSUMS
     python recipes/demo.py evaluate            # runs/demo/eval/*, runs/demo/model_card.md
+    python recipes/demo.py evaluate --from-runs --tasks depth   # the run's checkpoint, before bundling
     python recipes/demo.py all --smoke         # a tiny budget of every stage (seconds to minutes; CI runs this)
 
 ``--work-dir`` (default ``runs/demo``) holds everything but the bundle; ``--smoke`` writes the bundle into the
@@ -120,7 +121,7 @@ def _train(a, task: str, run_dir: Path, base: Path, *overrides: str) -> None:
 
 
 def finetune(a) -> None:
-    for task in TASKS:
+    for task in a.tasks:
         _train(a, task, a.work_dir / task, a.work_dir / "base")
 
 
@@ -255,16 +256,26 @@ def _predict_and_score(a, task: str, ckpt: Path, split: str, out: Path) -> dict:
     return _score(task, pred, data, out / "REPORT.json")
 
 
+def _evaluated_model(a, task: str) -> Path:
+    """The model ``evaluate`` scores: the bundled one, or with ``--from-runs`` the run's final checkpoint (float32:
+    a verdict before bundling; its numbers differ from the float16 bundle's at rounding level)."""
+    if a.from_runs:
+        return final_checkpoint(a.work_dir / task)
+    return ((a.work_dir / "bundle") if a.smoke else PACKAGE_ASSETS) / task
+
+
 def evaluate(a) -> None:
     ev = a.work_dir / "eval"
-    bundle_root = (a.work_dir / "bundle") if a.smoke else PACKAGE_ASSETS
     sections, results = [], {}
     for split, title in (("heldout", "Second held-out set (the held-out generator)"),
                          ("test", "In-distribution test set (the training generator, other seeds)")):
-        rows = [(t, f"demo-{t}", _predict_and_score(a, t, bundle_root / t, split, ev / split / f"demo-{t}"))
-                for t in TASKS]
+        rows = [(t, f"demo-{t}", _predict_and_score(a, t, _evaluated_model(a, t), split,
+                                                    ev / split / f"{'run' if a.from_runs else 'demo'}-{t}"))
+                for t in a.tasks]
         for name, folder in _write_baselines(a.work_dir / "data" / split, ev / split / "baselines").items():
             task = BASELINES[name][0]
+            if task not in a.tasks:
+                continue
             rows.append((task, f"baseline: {name}", _score(task, folder, a.work_dir / "data" / split,
                                                            ev / split / "baselines" / f"{folder.name}.json")))
         results[split] = rows
@@ -272,13 +283,14 @@ def evaluate(a) -> None:
     if not a.skip_ablation:
         runs = [(task, init, seed, _predict_and_score(a, task, final_checkpoint(run_dir), "heldout",
                                                       ev / "ablation" / run_dir.name))
-                for task, init, seed, run_dir in _ablation_runs(a)]
+                for task, init, seed, run_dir in _ablation_runs(a) if task in a.tasks]
         sections.append("### Ablation: pretrained base vs random UNet (second held-out set)\n\n"
                         + ablation_table(runs))
     verdict = transfer_verdict(results["heldout"])
     sections.append("### Verdict\n\n" + "\n".join(f"* {v}" for v in verdict) + "\n")
     card = "\n".join(sections)
-    (a.work_dir / "model_card.md").write_text(card)
+    (a.work_dir / ("model_card.md" if set(a.tasks) == set(TASKS) else f"model_card_{'_'.join(a.tasks)}.md")
+     ).write_text(card)
     logger.info("model card:\n%s", card)
 
 
@@ -332,7 +344,9 @@ def transfer_verdict(rows) -> list[str]:
     """Does each model beat each of its task's baselines on every family (on both table metrics)?"""
     out = []
     for task, keys in TABLE_KEYS.items():
-        model = next(rep for t, name, rep in rows if t == task and not name.startswith("baseline"))
+        model = next((rep for t, name, rep in rows if t == task and not name.startswith("baseline")), None)
+        if model is None:
+            continue
         for t, name, rep in rows:
             if t != task or not name.startswith("baseline"):
                 continue
@@ -355,11 +369,21 @@ def main(argv=None) -> int:
     p.add_argument("--smoke", action="store_true", help="tiny budget everywhere; bundle into the work dir")
     p.add_argument("--skip-ablation", action="store_true", help="no random-UNet ablation runs")
     p.add_argument("--ablation-tasks", default="depth", help="comma-separated tasks of the ablation (default: depth)")
+    p.add_argument("--tasks", default=",".join(TASKS),
+                   help="comma-separated tasks to fine-tune and evaluate (default: all; bundle needs all)")
+    p.add_argument("--from-runs", action="store_true",
+                   help="evaluate the runs' final checkpoints instead of the bundled models (a verdict before "
+                        "bundling)")
     p.add_argument("--pretrain-override", action="append", default=[])
     p.add_argument("--train-override", action="append", default=[])
     a = p.parse_args(argv)
     a.work_dir = a.work_dir.resolve()
     a.ablation_tasks = tuple(t for t in a.ablation_tasks.split(",") if t)
+    a.tasks = tuple(t for t in a.tasks.split(",") if t)
+    if not a.tasks or set(a.tasks) - set(TASKS):
+        p.error(f"--tasks: give some of {', '.join(TASKS)}")
+    if a.stage in ("bundle", "all") and set(a.tasks) != set(TASKS):
+        p.error("--tasks: bundle replaces both models; run it with every task")
     if set(a.ablation_tasks) - set(TASKS):
         p.error(f"--ablation-tasks: unknown tasks {sorted(set(a.ablation_tasks) - set(TASKS))}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)

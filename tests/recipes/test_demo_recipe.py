@@ -65,6 +65,25 @@ def test_recipe_smoke_end_to_end(tmp_path):
     report = json.loads((work / "eval" / "heldout" / "baselines" / "constant_depth.json").read_text())
     assert report["num_images"] == 3
 
+    # a verdict before bundling: the depth run's float32 checkpoint, depth rows only, a card of its own
+    proc = subprocess.run([sys.executable, str(REPO / "recipes" / "demo.py"), "evaluate", "--smoke", "--from-runs",
+                           "--tasks", "depth", "--skip-ablation", "--work-dir", str(work)],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_card = (work / "model_card_depth.md").read_text()
+    assert "demo-normals" not in run_card and "facing camera" not in run_card
+    assert "* demo-depth vs baseline: vertical gradient:" in run_card
+    ckpt = work / "depth" / "checkpoints" / (work / "depth" / "checkpoints" / "latest").read_text().strip()
+    assert (work / "eval" / "heldout" / "run-depth" / "MODEL").read_text() == hashlib.sha256(
+        (ckpt / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()).hexdigest()
+    bundled_row = next(ln for ln in card.splitlines() if ln.startswith("| demo-depth |"))
+    run_row = next(ln for ln in run_card.splitlines() if ln.startswith("| demo-depth |"))
+    np.testing.assert_allclose([float(v) for v in run_row.strip(" |").split("|")[1:]],
+                               [float(v) for v in bundled_row.strip(" |").split("|")[1:]], atol=0.02)
+    bad = subprocess.run([sys.executable, str(REPO / "recipes" / "demo.py"), "bundle", "--smoke", "--tasks", "depth",
+                          "--work-dir", str(work)], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "bundle replaces both models" in bad.stderr
+
 
 def _recipe():
     import importlib.util
@@ -111,6 +130,13 @@ def test_transfer_verdict_names_every_lost_family_and_metric():
         "demo-depth vs baseline: mixed: NOT better: abs_rel on desk, delta1 on desk, delta1 on street",
         "demo-normals vs baseline: facing camera: better on every family (both metrics)",
     ]
+
+
+def test_transfer_verdict_of_one_task():
+    recipe = _recipe()
+    rows = [("depth", "demo-depth", _report(0.2, 0.7, {"desk": (0.1, 0.9)})),
+            ("depth", "baseline: worse", _report(0.5, 0.4, {"desk": (0.2, 0.8)}))]
+    assert recipe.transfer_verdict(rows) == ["demo-depth vs baseline: worse: better on every family (both metrics)"]
 
 
 def test_baselines_have_the_documented_shapes():

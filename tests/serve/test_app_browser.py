@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 from marigold_toolkit.io.images import load_image  # noqa: E402
 from marigold_toolkit.pipeline.predictor import Predictor  # noqa: E402
 from marigold_toolkit.serve.app import build_app, launch_app  # noqa: E402
+from marigold_toolkit.testing import free_port  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,12 +31,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs the system's Chromium (apt-get install chromium)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def predictors():
     return {name: Predictor.from_pretrained(name, device="cpu") for name in ("demo-depth", "demo-normals")}
@@ -47,7 +41,7 @@ def app_url(predictors):
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     demo = build_app({n: (lambda p=p: p) for n, p in predictors.items()}, examples=[PHOTO],
                      defaults={"steps": 2, "processing_resolution": 128})
-    port = _free_port()
+    port = free_port()
     launch_app(demo, port=port, block=False)
     yield f"http://127.0.0.1:{port}/"
     demo.close()

@@ -12,27 +12,22 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 httpx = pytest.importorskip("httpx")
+
+from marigold_toolkit.testing import free_port  # noqa: E402
 
 from ..cli._helpers import random_image, run_cli  # noqa: E402
 from ..io.test_images import _png_claiming_size  # noqa: E402
 from .conftest import png_bytes_of  # noqa: E402
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     """``python -m marigold_toolkit.cli.main serve ...`` in a subprocess."""
 
     def __init__(self, model: Path, *flags):
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
         self.proc = subprocess.Popen(

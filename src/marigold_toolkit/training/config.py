@@ -92,6 +92,8 @@ class DataConfig:
     val: list = field(default_factory=list)  # list of DatasetConfig (prob ignored)
     num_workers: int = 2
     augment: bool = True
+    # memory (MB) for frozen-VAE latents of inputs seen before (training/latent_cache.py); 0: encode every time
+    cache_latents_mb: float = 0.0
 
 
 @dataclass

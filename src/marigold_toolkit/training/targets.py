@@ -35,7 +35,7 @@ def _target_list(task: Task, targets) -> list[torch.Tensor]:
     )
 
 
-def encode_targets(vae, task: Task, targets, batch_size: int | None = None) -> torch.Tensor:
+def encode_targets(vae, task: Task, targets, batch_size: int | None = None, encode_fn=None) -> torch.Tensor:
     """Targets -> training latents ``[B, 4T, h, w]`` (no gradient).
 
     Each target goes through ``task.encode`` (prediction units -> 3-channel VAE input in [-1, 1]), then
@@ -52,6 +52,8 @@ def encode_targets(vae, task: Task, targets, batch_size: int | None = None) -> t
             e.g. a mask, are ignored); or a tensor ``[B, C, H, W]`` for a one-target codec; or
             ``[B, T, C, H, W]``.
         batch_size: rows per VAE call (default: all ``B * T`` rows at once).
+        encode_fn: replaces ``vae.encode(x).latent_dist.mode()`` (e.g. a
+            :class:`~marigold_toolkit.training.latent_cache.LatentCache`'s ``encode``).
     """
     items = _target_list(task, targets)
     ref = items[0].shape
@@ -62,7 +64,7 @@ def encode_targets(vae, task: Task, targets, batch_size: int | None = None) -> t
     device, dtype = _module_device_dtype(vae)
     with torch.no_grad():
         images = torch.cat([task.encode(t.to(device=device, dtype=dtype)) for t in items])  # [T*B, 3, H, W]
-        latents = encode_images(vae, images, batch_size or images.shape[0])  # [T*B, 4, h, w]
+        latents = encode_images(vae, images, batch_size or images.shape[0], encode_fn)  # [T*B, 4, h, w]
     n_targets, b = len(items), ref[0]
     _, c, h, w = latents.shape
     return latents.view(n_targets, b, c, h, w).transpose(0, 1).reshape(b, n_targets * c, h, w)

@@ -5,7 +5,9 @@ Determinism and exact resume: every global micro-batch ``k`` is a pure function 
 and which samples (:class:`~marigold_toolkit.data.MixedMicroBatches`), their augmentations, the timesteps and the
 noise. The only state is the UNet weights, Adam's moments, the LR schedule and the step counter, all saved in
 each checkpoint. Process ``r`` of ``W`` handles the global micro-batches ``k = m * W + r``, so one optimizer step
-consumes the same ``effective_batch_size`` samples whatever the number of processes.
+consumes the same ``effective_batch_size`` samples whatever the number of processes. With
+``data.cache_latents_mb`` the frozen-VAE latents come from a :class:`~.latent_cache.LatentCache`, which encodes one
+row at a time and so keeps resuming exact.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ from ..checkpoints.resolve import resolve_checkpoint_path
 from ..core.atomic import clean_stale_temporaries
 from ..core.metrics import EmptyMaskError
 from ..data import MicroBatchDataset, MixedMicroBatches, get_train_dataset
+from ..pipeline.denoise import encode_images
 from ..pipeline.predictor import Predictor
 from ..tasks import TaskError, get_task
 from .checkpoint import find_latest, load_trainer_state, mark_latest, prune, save_checkpoint
 from .config import ConfigError, to_container
+from .latent_cache import LatentCache
 from .loss import latent_valid_mask, masked_latent_mse
 from .noise import annealed_strength, multi_res_noise
 from .schedule import make_lr_scheduler, make_training_scheduler
@@ -104,6 +108,10 @@ class Trainer:
         self.unet, self.optimizer = self.acc.prepare(unet, self.optimizer)
         self.vae.to(self.acc.device)
         self.text_embedding = self.text_embedding.to(self.acc.device)
+        self.latent_cache = None
+        if cfg.data.cache_latents_mb > 0:
+            self.latent_cache = LatentCache(lambda x: self.vae.encode(x).latent_dist.mode(),
+                                            int(cfg.data.cache_latents_mb * 2**20))
         self._tb = None
 
     # -- construction ---------------------------------------------------------------------------------------
@@ -163,11 +171,15 @@ class Trainer:
     def _encode(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         dev = self.acc.device
         rgb = batch["rgb"].to(dev)
-        rgb_latent = self.vae.encode(rgb).latent_dist.mode() * self.vae.config.scaling_factor
+        if self.latent_cache is not None:
+            rgb_latent = encode_images(self.vae, rgb, rgb.shape[0], encode_fn=self.latent_cache.encode)
+        else:
+            rgb_latent = self.vae.encode(rgb).latent_dist.mode() * self.vae.config.scaling_factor
         mask = batch.get("valid_mask")
         mask = mask.to(dev) if torch.is_tensor(mask) else None
         targets = self.task.training_targets(batch, mask, dev)
-        target_latent = encode_targets(self.vae, self.task, targets)
+        target_latent = encode_targets(self.vae, self.task, targets,
+                                       encode_fn=None if self.latent_cache is None else self.latent_cache.encode)
         latent_mask = None
         if self.cfg.use_mask and mask is not None and self.task.mask_latent_loss:
             latent_mask = latent_valid_mask(mask[:, :1] if mask.dim() == 4 else mask[:, None])
@@ -304,8 +316,11 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(loss=f"{step_loss:.4f}")
             if step % cfg.logging.period == 0 or step == max_iter:
-                self._log(step, {"train/loss": float(np.mean(losses[-cfg.logging.period:])),
-                                 "train/lr": self.lr_scheduler.get_last_lr()[0]})
+                values = {"train/loss": float(np.mean(losses[-cfg.logging.period:])),
+                          "train/lr": self.lr_scheduler.get_last_lr()[0]}
+                if self.latent_cache is not None:
+                    values.update({f"train/{k}": v for k, v in self.latent_cache.stats().items()})
+                self._log(step, values)
             if cfg.validation.period and (step % cfg.validation.period == 0 or step == max_iter) and self.val_sets:
                 last_val = self.validate(step)
             if step % cfg.checkpoint.period == 0 or step == max_iter:
