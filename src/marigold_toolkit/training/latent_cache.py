@@ -29,10 +29,10 @@ logger = logging.getLogger(__name__)
 
 def row_key(row: torch.Tensor) -> bytes:
     """A digest of one tensor's shape, dtype and bytes (the tensor is read on the CPU)."""
-    t = row.detach().contiguous().cpu()
+    t = row.detach().cpu().contiguous()
     h = hashlib.blake2b(digest_size=16)
     h.update(repr((tuple(t.shape), str(t.dtype))).encode())
-    h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    h.update(t.reshape(-1).view(torch.uint8).numpy())  # the tensor's own buffer, not a copy
     return h.digest()
 
 
