@@ -13,6 +13,7 @@ checkpoint, finished runs and predictions are skipped), so the recipe can run in
     python recipes/demo.py finetune            # runs/demo/{depth,normals}
     python recipes/demo.py ablation            # runs/demo/ablation/<task>-{pretrained,random}-seed<k>
     python recipes/demo.py bundle              # -> src/marigold_toolkit/assets/demo/{depth,normals} + CHECKSUMS
+    python recipes/demo.py bundle --tasks depth                 # one model; the other stays as bundled
     python recipes/demo.py evaluate            # runs/demo/eval/*, runs/demo/model_card.md
     python recipes/demo.py evaluate --from-runs --tasks depth   # the run's checkpoint, before bundling
     python recipes/demo.py all --smoke         # a tiny budget of every stage (seconds to minutes; CI runs this)
@@ -163,13 +164,14 @@ def sha256(path: Path) -> str:
 
 
 def bundle(a) -> None:
-    """Copy the final checkpoints into the package with float16 weights (half the size; loading casts back).
-    The model folders are replaced whole (``tiny_decoder/`` included): rerun ``recipes/distill_decoders.py``
-    afterwards."""
+    """Copy the final checkpoints of ``--tasks`` into the package with float16 weights (half the size; loading
+    casts back). Each model folder is replaced whole (``tiny_decoder/`` included: rerun
+    ``recipes/distill_decoders.py --tasks ...`` afterwards); the other task's model is left as it is, and
+    ``CHECKSUMS.json`` is rewritten over everything bundled."""
     from safetensors.torch import load_file, save_file
 
     dest_root = (a.work_dir / "bundle") if a.smoke else PACKAGE_ASSETS
-    for task in TASKS:
+    for task in a.tasks:
         src, dest = final_checkpoint(a.work_dir / task), dest_root / task
         shutil.rmtree(dest, ignore_errors=True)
         for f in sorted(src.rglob("*")):
@@ -370,7 +372,7 @@ def main(argv=None) -> int:
     p.add_argument("--skip-ablation", action="store_true", help="no random-UNet ablation runs")
     p.add_argument("--ablation-tasks", default="depth", help="comma-separated tasks of the ablation (default: depth)")
     p.add_argument("--tasks", default=",".join(TASKS),
-                   help="comma-separated tasks to fine-tune and evaluate (default: all; bundle needs all)")
+                   help="comma-separated tasks to fine-tune, bundle and evaluate (default: all)")
     p.add_argument("--from-runs", action="store_true",
                    help="evaluate the runs' final checkpoints instead of the bundled models (a verdict before "
                         "bundling)")
@@ -382,8 +384,6 @@ def main(argv=None) -> int:
     a.tasks = tuple(t for t in a.tasks.split(",") if t)
     if not a.tasks or set(a.tasks) - set(TASKS):
         p.error(f"--tasks: give some of {', '.join(TASKS)}")
-    if a.stage in ("bundle", "all") and set(a.tasks) != set(TASKS):
-        p.error("--tasks: bundle replaces both models; run it with every task")
     if set(a.ablation_tasks) - set(TASKS):
         p.error(f"--ablation-tasks: unknown tasks {sorted(set(a.ablation_tasks) - set(TASKS))}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)

@@ -7,6 +7,7 @@ Every distillation is ``marigold distill-decoder`` (the console command, resumab
     python recipes/distill_decoders.py all                # render, distil, table, bundle
     python recipes/distill_decoders.py render|distill|table|bundle
     python recipes/distill_decoders.py all --smoke        # tiny budget (CI-sized)
+    python recipes/distill_decoders.py all --tasks depth --configs w16   # one model, one width
 
 Data: ``marigold synth`` renders (the demo recipe's families and resolution, seeds of their own) with the demo
 models' own predicted latents added (``--with-predictions``). The table reports, per model and width, the
@@ -57,7 +58,8 @@ def render(a) -> None:
 
 def distill(a) -> None:
     train = SMOKE["train"] if a.smoke else TRAIN
-    for task, model in MODELS.items():
+    for task in a.tasks:
+        model = MODELS[task]
         configs = SMOKE["configs"] if a.smoke else CONFIGS
         for name in (a.configs.split(",") if a.configs else configs):
             width, blocks, steps = configs[name]
@@ -106,7 +108,8 @@ def table(a) -> str:
     lines = [f"Machine: {cpu_description()}, 1 image per call, float32, median of 5 alternating calls", "",
              "| model | decoder | params | held-out deviation (mean, worst) | mean abs difference | "
              "decode ms 128x160 full / tiny | decode ms 576x768 full / tiny |", "|---|---|---|---|---|---|---|"]
-    for task, model in MODELS.items():
+    for task in a.tasks:
+        model = MODELS[task]
         for folder in _decoders(a.work_dir / task):
             rep = json.loads((folder / "distill_report.json").read_text())
             key, dev = rep["deviation_key"], rep["held_out_deviation"]
@@ -132,7 +135,7 @@ def bundle(a) -> None:
     say so) into the package (``--smoke``: into the work dir) as ``<model>/tiny_decoder/`` and refresh the demo
     checksums."""
     target_root = a.work_dir / "bundle" if a.smoke else PACKAGE_ASSETS
-    for task in MODELS:
+    for task in a.tasks:
         key, limit = TOLERANCE[task]
         sweep = [(f, json.loads((f / "distill_report.json").read_text())["held_out_deviation"][key])
                  for f in _decoders(a.work_dir / task)]
@@ -163,7 +166,12 @@ def main(argv=None) -> int:
     p.add_argument("--work-dir", type=Path, default=REPO / "runs" / "decoders")
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--configs", help=f"comma-separated subset of the sweep ({','.join(CONFIGS)}; default all)")
+    p.add_argument("--tasks", default=",".join(MODELS),
+                   help="comma-separated models to distil, tabulate and bundle decoders for (default: all)")
     a = p.parse_args(argv)
+    a.tasks = tuple(t for t in a.tasks.split(",") if t)
+    if not a.tasks or set(a.tasks) - set(MODELS):
+        p.error(f"--tasks: give some of {', '.join(MODELS)}")
     stages = {"render": render, "distill": distill, "table": table, "bundle": bundle}
     for name in (stages if a.stage == "all" else [a.stage]):
         stages[name](a)

@@ -80,9 +80,24 @@ def test_recipe_smoke_end_to_end(tmp_path):
     run_row = next(ln for ln in run_card.splitlines() if ln.startswith("| demo-depth |"))
     np.testing.assert_allclose([float(v) for v in run_row.strip(" |").split("|")[1:]],
                                [float(v) for v in bundled_row.strip(" |").split("|")[1:]], atol=0.02)
-    bad = subprocess.run([sys.executable, str(REPO / "recipes" / "demo.py"), "bundle", "--smoke", "--tasks", "depth",
+    # bundling one task replaces that model folder whole and leaves the other one byte for byte (and untouched)
+    bundle = work / "bundle"
+    normals_before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (bundle / "normals").rglob("*") if p.is_file()}
+    stray = bundle / "depth" / "unet" / "stray.txt"
+    stray.write_text("left over from an older bundle")
+    proc = subprocess.run([sys.executable, str(REPO / "recipes" / "demo.py"), "bundle", "--smoke", "--tasks", "depth",
+                           "--work-dir", str(work)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not stray.exists() and (bundle / "depth" / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (bundle / "normals").rglob("*")
+            if p.is_file()} == normals_before
+    sums = json.loads((bundle / "CHECKSUMS.json").read_text())
+    assert any(k.startswith("normals/") for k in sums) and "depth/unet/stray.txt" not in sums
+    for rel, digest in sums.items():
+        assert hashlib.sha256((bundle / rel).read_bytes()).hexdigest() == digest
+    bad = subprocess.run([sys.executable, str(REPO / "recipes" / "demo.py"), "bundle", "--smoke", "--tasks", "iid",
                           "--work-dir", str(work)], capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "bundle replaces both models" in bad.stderr
+    assert bad.returncode == 2 and "--tasks: give some of depth, normals" in bad.stderr
 
 
 def _recipe():

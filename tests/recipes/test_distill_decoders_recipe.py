@@ -29,3 +29,12 @@ def test_recipe_smoke(tmp_path):
         assert json.loads((bundled / "distill_report.json").read_text()) == report
     table = (work / "table.md").read_text()
     assert table.startswith("Machine: ") and table.count("| demo-") == 2
+    # one model only (after rebundling one demo model, only its decoder needs distilling again)
+    proc = subprocess.run([sys.executable, str(REPO / "recipes" / "distill_decoders.py"), "table", "--smoke",
+                           "--tasks", "normals", "--work-dir", str(work)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [ln for ln in (work / "table.md").read_text().splitlines() if ln.startswith("| demo-")]
+    assert len(rows) == 1 and rows[0].startswith("| demo-normals |")
+    bad = subprocess.run([sys.executable, str(REPO / "recipes" / "distill_decoders.py"), "table", "--tasks", "iid",
+                          "--work-dir", str(work)], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--tasks: give some of depth, normals" in bad.stderr
