@@ -106,6 +106,8 @@ def test_fast_predictor_on_a_bf16_cpu_runs_bf16_channels_last(depth_ckpt, monkey
     assert 0 < depth_absrel(out.prediction, exact.prediction) < 0.02  # random weights: bf16 rounding only
 
 
+@pytest.mark.xfail(strict=True, reason="issue 15, open: the demo-depth bundled on 2026-12-03 deviates 0.62 % AbsRel in "
+                   "bfloat16 (v1's: 0.43 %), mostly from the bf16 VAE decoder (bf16 UNet + float32 decoder: 0.33 %)")
 def test_bf16_channels_last_on_the_trained_demo_model_is_within_tolerance():
     """The fast tier's promise on a trained model (the bundled demo, a real photo at its resolution, ensemble 1):
     bfloat16 channels-last within FAST_TIER_ABSREL_TOL (0.5 % AbsRel) of float32 eager."""

@@ -55,15 +55,35 @@ def test_recipe_smoke_end_to_end(tmp_path):
     # the model card: both sets, the models and every trivial baseline, per family, and the verdict
     card = (work / "model_card.md").read_text()
     assert "### Second held-out set" in card and "### In-distribution test set" in card and "### Verdict" in card
-    for row in ("demo-depth", "demo-normals", "baseline: constant depth", "baseline: vertical gradient",
-                "baseline: inverse gradient", "baseline: facing camera"):
+    for row in ("demo-depth", "demo-depth, 1 member", "demo-normals", "demo-normals, 1 member",
+                "baseline: constant depth", "baseline: vertical gradient", "baseline: inverse gradient",
+                "baseline: facing camera", "ceiling: autoencoder round trip"):
         lines = [ln for ln in card.splitlines() if ln.startswith(f"| {row} |")]
-        assert len(lines) == 2  # held-out and in-distribution tables
+        assert len(lines) == (4 if row.startswith("ceiling") else 2)  # held-out and in-distribution tables
         assert all(np.isfinite(float(v)) for ln in lines for v in ln.strip(" |").split("|")[1:])
     families = {h["family"] for h in held}
     assert all(f"abs_rel ({f})" in card for f in families)
     report = json.loads((work / "eval" / "heldout" / "baselines" / "constant_depth.json").read_text())
     assert report["num_images"] == 3
+    # the models are scored at ensemble 10 (the paper's protocol) and with one member
+    for n in (10, 1):
+        run = work / "eval" / "heldout" / f"demo-depth-ens{n}"
+        assert (run / "MODEL").read_text().endswith(f" ensemble={n}")
+        assert (run / "pred" / "000000_depth_uncertainty.npy").is_file() == (n > 1)
+    # the autoencoder ceiling: ground truth -> codec -> the model's own VAE -> back, here redone with diffusers
+    import torch
+    import torch.nn.functional as F
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(work / "bundle" / "normals" / "vae").eval()
+    gt = torch.from_numpy(np.load(data / "heldout" / "normals" / "000000.npy")).permute(2, 0, 1)[None].float()
+    x = F.normalize(F.interpolate(gt, size=(120, 160), mode="bilinear", align_corners=False), dim=1)
+    with torch.no_grad():
+        rt = vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
+    rt = F.normalize(F.interpolate(F.normalize(rt, dim=1), size=(96, 128), mode="bilinear", align_corners=False),
+                     dim=1)[0].permute(1, 2, 0).numpy()
+    ceiling = np.load(work / "eval" / "heldout" / "roundtrip-normals" / "pred" / "000000_normals.npy")
+    np.testing.assert_allclose(ceiling, rt, atol=1e-4)
 
     # a verdict before bundling: the depth run's float32 checkpoint, depth rows only, a card of its own
     proc = subprocess.run([sys.executable, str(REPO / "recipes" / "demo.py"), "evaluate", "--smoke", "--from-runs",
@@ -74,8 +94,8 @@ def test_recipe_smoke_end_to_end(tmp_path):
     assert "demo-normals" not in run_card and "facing camera" not in run_card
     assert "* demo-depth vs baseline: vertical gradient:" in run_card
     ckpt = work / "depth" / "checkpoints" / (work / "depth" / "checkpoints" / "latest").read_text().strip()
-    assert (work / "eval" / "heldout" / "run-depth" / "MODEL").read_text() == hashlib.sha256(
-        (ckpt / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()).hexdigest()
+    assert (work / "eval" / "heldout" / "run-depth-ens10" / "MODEL").read_text() == hashlib.sha256(
+        (ckpt / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()).hexdigest() + " ensemble=10"
     bundled_row = next(ln for ln in card.splitlines() if ln.startswith("| demo-depth |"))
     run_row = next(ln for ln in run_card.splitlines() if ln.startswith("| demo-depth |"))
     np.testing.assert_allclose([float(v) for v in run_row.strip(" |").split("|")[1:]],
