@@ -140,3 +140,37 @@ def test_load_maps_normalises_depth_and_keeps_normals(tmp_path):
     np.save(n / "c.npy", np.zeros((4, 5, 2), np.float32))
     with pytest.raises(ConfigError, match="c.npy: expected"):
         load_maps(n)
+
+
+def test_vae_pool_source_weights_and_normals_mirror():
+    from marigold_toolkit.demo.pretrain import _flip, sample_rows
+
+    g = torch.Generator().manual_seed(0)
+    # weights pick the source: sizes 3 (images), 2 (depth), 5 (normals); weight only on the last -> rows 5..9
+    idx = sample_rows([3, 2, 5], [0, 0, 1], 400, g)
+    assert idx.min() >= 5 and idx.max() <= 9 and len(set(idx.tolist())) == 5
+    # equal weights: each source a third of the rows whatever its size (binomial, 3000 draws: +-4 sigma < 0.04)
+    idx = sample_rows([3, 2, 5], [1, 1, 1], 3000, g)
+    shares = [((idx >= a) & (idx < b)).float().mean().item() for a, b in ((0, 3), (3, 5), (5, 10))]
+    assert all(abs(s - 1 / 3) < 0.04 for s in shares)
+    # no weights: uniform over all 10 rows, the draw of the unweighted pool (same generator state -> same rows)
+    assert torch.equal(sample_rows([3, 2, 5], None, 7, torch.Generator().manual_seed(1)),
+                       torch.randint(10, (7,), generator=torch.Generator().manual_seed(1)))
+    for bad in ([1, 1], [1, -1, 1], [0, 0, 0]):
+        with pytest.raises(ConfigError, match="vae.source_weights"):
+            sample_rows([3, 2, 5], bad, 4, g)
+    # a mirrored normal map points the other way in x; an image (or depth map) mirrored keeps its values
+    x = torch.zeros(64, 3, 2, 4)
+    x[:, 0] = torch.linspace(0.1, 0.4, 4)  # x component, growing to the right
+    x[:, 2] = 0.9
+    normals = torch.arange(64) % 2 == 0
+    out = _flip(x, torch.Generator().manual_seed(3), normals)
+    flipped = (out[:, 2] == 0.9).all(-1).all(-1) & ~torch.isclose(out[:, 0, 0, 0], x[:, 0, 0, 0])
+    assert 10 < int(flipped.sum()) < 54  # about half the rows mirrored
+    for i in range(64):
+        expect = x[i].flip(-1) if flipped[i] else x[i]
+        if flipped[i] and normals[i]:
+            expect = expect * torch.tensor([-1.0, 1.0, 1.0])[:, None, None]
+        assert torch.equal(out[i], expect)
+    np.testing.assert_allclose(out[normals & flipped, 0, 0].numpy(), np.tile([-0.4, -0.3, -0.2, -0.1], (
+        int((normals & flipped).sum()), 1)), atol=1e-6)

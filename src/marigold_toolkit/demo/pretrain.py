@@ -77,6 +77,9 @@ class StageConfig:
     kl_weight: float = 1.0e-6  # VAE only
     crop: Optional[list] = None  # VAE only: train on random [h, w] crops (it is fully convolutional but its
     #                              mid-block attention; crops cut the cost per step)
+    # VAE only: relative sampling weight of each source, the images first, then each data.vae_maps folder in order
+    # (e.g. [1, 1, 1]: a third of every batch each); default: uniform over all rows of all sources
+    source_weights: Optional[list] = None
 
 
 @dataclass
@@ -165,9 +168,43 @@ def load_maps(folder: str | Path, max_maps: int | None = None) -> torch.Tensor:
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
 
 
-def _flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def _is_normals_folder(folder: str | Path) -> bool:
+    """Whether a ``data.vae_maps`` folder holds normal maps (``[H, W, 3]``) rather than depth (``[H, W]``)."""
+    first = next(iter(sorted(Path(folder).glob("*.npy"))))
+    return np.load(first, mmap_mode="r", allow_pickle=False).ndim == 3
+
+
+def _flip(x: torch.Tensor, gen: torch.Generator, normals: torch.Tensor | None = None) -> torch.Tensor:
+    """Mirror a random half of the rows of ``x [N, 3, H, W]`` left-right; rows flagged in ``normals [N]`` (bool) are
+    normal maps, whose x component changes sign with the mirror."""
     flip = torch.rand(x.shape[0], generator=gen) < 0.5
-    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+    out = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    if normals is not None:
+        sign = torch.ones_like(out[:, :1, :1, :1]).repeat(1, 3, 1, 1)
+        sign[flip & normals, 0] = -1.0
+        out = out * sign
+    return out
+
+
+def sample_rows(sizes, weights, n: int, gen: torch.Generator) -> torch.Tensor:
+    """``n`` row indices into the concatenation of sources of ``sizes`` rows: uniform over all rows when ``weights``
+    is ``None``, else a source drawn by its weight for each index, then a row of it uniformly.
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> idx = sample_rows([3, 2, 5], [0, 1, 0], 6, g)
+    >>> bool(((idx >= 3) & (idx < 5)).all())
+    True
+    """
+    total = int(sum(sizes))
+    if weights is None:
+        return torch.randint(total, (n,), generator=gen)
+    if len(weights) != len(sizes) or min(weights) < 0 or sum(weights) <= 0:
+        raise ConfigError(f"vae.source_weights {list(weights)}: give one weight >= 0 per source ({len(sizes)}: the "
+                          "images, then each data.vae_maps folder), not all 0")
+    sizes_t = torch.tensor([int(v) for v in sizes])
+    starts = torch.cumsum(sizes_t, 0) - sizes_t
+    src = torch.multinomial(torch.tensor([float(w) for w in weights]), n, replacement=True, generator=gen)
+    return starts[src] + (torch.rand(n, generator=gen) * sizes_t[src]).long().clamp(max=sizes_t[src] - 1)
 
 
 def _random_crop(x: torch.Tensor, crop, gen: torch.Generator) -> torch.Tensor:
@@ -227,16 +264,22 @@ def build_modules(cfg, seed: int):
 
 
 # ---- stages --------------------------------------------------------------------------------------------------
-def train_vae(vae, images: torch.Tensor, st, seed: int, log_period: int = 50) -> list[float]:
-    """Stage 1: L1 reconstruction + ``kl_weight`` * KL (mean over latent elements). Returns the losses."""
+def train_vae(vae, images: torch.Tensor, st, seed: int, log_period: int = 50, sizes=None,
+              normals: torch.Tensor | None = None) -> list[float]:
+    """Stage 1: L1 reconstruction + ``kl_weight`` * KL (mean over latent elements). Returns the losses.
+
+    ``images [N, 3, H, W]`` is the pool; ``sizes``: its rows per source (for ``st.source_weights``; default one
+    source); ``normals [N]`` (bool): rows that are normal maps (their x flips sign with a mirror)."""
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(vae.parameters(), lr=st.lr, weight_decay=0.0)
     lr_at = _lr_schedule(st)
+    sizes = list(sizes) if sizes is not None else [len(images)]
+    weights = getattr(st, "source_weights", None)
     vae.train()
     losses = []
     for step in tqdm(range(st.steps), desc="pretrain vae", unit="step", mininterval=5):
-        idx = torch.randint(len(images), (st.batch_size,), generator=gen)
-        x = _flip(_random_crop(images[idx], st.crop, gen), gen)
+        idx = sample_rows(sizes, weights, st.batch_size, gen)
+        x = _flip(_random_crop(images[idx], st.crop, gen), gen, None if normals is None else normals[idx])
         post = vae.encode(x).latent_dist
         z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
         rec = vae.decode(z).sample
@@ -323,9 +366,12 @@ def pretrain_base(cfg) -> dict[str, Any]:
         tokenizer = CLIPTokenizer.from_pretrained(src / "tokenizer")
         summary["vae_from"] = str(src)
     else:
-        pool = torch.cat([images] + [load_maps(f, cfg.data.max_images) for f in cfg.data.vae_maps])
-        summary["vae_losses"] = train_vae(vae, pool, cfg.vae, int(cfg.seed), cfg.log_period)
-        del pool
+        sources = [images] + [load_maps(f, cfg.data.max_images) for f in cfg.data.vae_maps]
+        normals = torch.cat([torch.full((len(x),), is_normals, dtype=torch.bool) for x, is_normals in
+                             zip(sources, [False] + [_is_normals_folder(f) for f in cfg.data.vae_maps])])
+        summary["vae_losses"] = train_vae(vae, torch.cat(sources), cfg.vae, int(cfg.seed), cfg.log_period,
+                                          sizes=[len(x) for x in sources], normals=normals)
+        del sources
     vae.eval().requires_grad_(False)
     means, stds = encode_dataset(vae, images)
     if not cfg.vae_from:
