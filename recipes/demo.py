@@ -273,6 +273,7 @@ def _write_roundtrips(task: str, ckpt: Path, gt_root: Path, out: Path) -> Path:
     import torch.nn.functional as F
     from diffusers import AutoencoderKL
 
+    from marigold_toolkit.core.image import processing_size
     from marigold_toolkit.pipeline.denoise import decode_latents
     from marigold_toolkit.tasks.depth.task import normalize_depth
     from marigold_toolkit.tasks.registry import get_task
@@ -290,7 +291,7 @@ def _write_roundtrips(task: str, ckpt: Path, gt_root: Path, out: Path) -> Path:
         gt = torch.from_numpy(np.load(gt_file)).float()
         x = gt[None, None] if gt.ndim == 2 else gt.permute(2, 0, 1)[None]  # [1, C, H, W]
         size = tuple(x.shape[-2:])
-        hw = tuple(max(8, round(n * long_edge / max(size) / 8) * 8) for n in size)
+        hw = tuple(-(-n // 8) * 8 for n in processing_size(*size, long_edge))  # the VAE's stride: up to a multiple of 8
         if task == "depth":  # nearest keeps invalid (0) pixels out of the valid ones
             x = F.interpolate(x, size=hw, mode="nearest")
             x = normalize_depth(x, valid_mask=x > 0)

@@ -174,3 +174,14 @@ def test_vae_pool_source_weights_and_normals_mirror():
         assert torch.equal(out[i], expect)
     np.testing.assert_allclose(out[normals & flipped, 0, 0].numpy(), np.tile([-0.4, -0.3, -0.2, -0.1], (
         int((normals & flipped).sum()), 1)), atol=1e-6)
+
+
+def test_read_maps_flags_the_normal_maps_row_by_row(tmp_path):
+    from marigold_toolkit.demo.pretrain import _read_maps, load_maps
+
+    np.save(tmp_path / "a.npy", np.linspace(1.0, 5.0, 20, dtype=np.float32).reshape(4, 5))  # depth
+    normals = np.zeros((4, 5, 3), np.float32)
+    normals[..., 2] = 1.0
+    np.save(tmp_path / "b.npy", normals)
+    maps, is_normals = _read_maps(tmp_path)
+    assert is_normals.tolist() == [False, True] and torch.equal(maps, load_maps(tmp_path))

@@ -151,12 +151,18 @@ def load_maps(folder: str | Path, max_maps: int | None = None) -> torch.Tensor:
     normalised per map as the Marigold depth codec does (2nd / 98th percentile of the valid, > 0, pixels to
     -1 / 1, clipped; invalid pixels = 1, far) and repeated to 3 channels; normals ``[H, W, 3]`` are used as they
     are (unit vectors, 0 = invalid)."""
+    return _read_maps(folder, max_maps)[0]
+
+
+def _read_maps(folder: str | Path, max_maps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`load_maps` and, per row, whether it is a normal map (bool ``[N]``: mirroring negates its x)."""
     files = sorted(Path(folder).glob("*.npy"))[: max_maps or None]
     if not files:
         raise ConfigError(f"data.vae_maps {folder}: no .npy maps found")
-    out = []
+    out, normals = [], []
     for f in files:
         m = np.load(f, allow_pickle=False).astype(np.float32)
+        normals.append(m.ndim == 3)
         if m.ndim == 2:
             valid = np.isfinite(m) & (m > 0)
             lo, hi = (np.percentile(m[valid], [2, 98]) if valid.any() else (0.0, 1.0))
@@ -165,13 +171,7 @@ def load_maps(folder: str | Path, max_maps: int | None = None) -> torch.Tensor:
         elif m.ndim != 3 or m.shape[-1] != 3:
             raise ConfigError(f"{f}: expected a [H, W] depth or [H, W, 3] normals map, got shape {m.shape}")
         out.append(np.clip(np.nan_to_num(m), -1, 1).astype(np.float32))
-    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
-
-
-def _is_normals_folder(folder: str | Path) -> bool:
-    """Whether a ``data.vae_maps`` folder holds normal maps (``[H, W, 3]``) rather than depth (``[H, W]``)."""
-    first = next(iter(sorted(Path(folder).glob("*.npy"))))
-    return np.load(first, mmap_mode="r", allow_pickle=False).ndim == 3
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous(), torch.tensor(normals)
 
 
 def _flip(x: torch.Tensor, gen: torch.Generator, normals: torch.Tensor | None = None) -> torch.Tensor:
@@ -274,11 +274,10 @@ def train_vae(vae, images: torch.Tensor, st, seed: int, log_period: int = 50, si
     opt = torch.optim.AdamW(vae.parameters(), lr=st.lr, weight_decay=0.0)
     lr_at = _lr_schedule(st)
     sizes = list(sizes) if sizes is not None else [len(images)]
-    weights = getattr(st, "source_weights", None)
     vae.train()
     losses = []
     for step in tqdm(range(st.steps), desc="pretrain vae", unit="step", mininterval=5):
-        idx = sample_rows(sizes, weights, st.batch_size, gen)
+        idx = sample_rows(sizes, st.source_weights, st.batch_size, gen)
         x = _flip(_random_crop(images[idx], st.crop, gen), gen, None if normals is None else normals[idx])
         post = vae.encode(x).latent_dist
         z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
@@ -366,12 +365,12 @@ def pretrain_base(cfg) -> dict[str, Any]:
         tokenizer = CLIPTokenizer.from_pretrained(src / "tokenizer")
         summary["vae_from"] = str(src)
     else:
-        sources = [images] + [load_maps(f, cfg.data.max_images) for f in cfg.data.vae_maps]
-        normals = torch.cat([torch.full((len(x),), is_normals, dtype=torch.bool) for x, is_normals in
-                             zip(sources, [False] + [_is_normals_folder(f) for f in cfg.data.vae_maps])])
+        maps = [_read_maps(f, cfg.data.max_images) for f in cfg.data.vae_maps]
+        sources = [images] + [m for m, _ in maps]
+        normals = torch.cat([torch.zeros(len(images), dtype=torch.bool)] + [n for _, n in maps])
         summary["vae_losses"] = train_vae(vae, torch.cat(sources), cfg.vae, int(cfg.seed), cfg.log_period,
                                           sizes=[len(x) for x in sources], normals=normals)
-        del sources
+        del sources, maps
     vae.eval().requires_grad_(False)
     means, stds = encode_dataset(vae, images)
     if not cfg.vae_from:
