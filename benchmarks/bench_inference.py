@@ -16,9 +16,10 @@ configuration):
 
 * ``BACKEND[+cl][:DTYPE]``: backend ``eager``, ``compile`` (torch.compile, inductor) or ``onnx`` (ONNX Runtime on an
   export of the checkpoint, made once per checkpoint in the cache folder; float32 only); ``+cl``: channels-last
-  layout (eager, compile); DTYPE float32, float16 or bfloat16 (default ``--ours-dtype``, else ``--dtype``).
+  layout (eager, compile); DTYPE float32, float16, bfloat16, autocast-bfloat16 or autocast-float16 (float32 models
+  under autocast; default ``--ours-dtype``, else ``--dtype``).
 * ``fast``: ``Predictor.from_pretrained(..., fast=True)``, whatever the machine-aware fast tier picks here; the row
-  names what it ran, e.g. ``fast (bfloat16+cl eager)``.
+  names what it ran, e.g. ``fast (autocast-bfloat16+cl eager)``.
 * a ``@DECODER`` suffix on any of them decodes with a tiny ``AutoencoderTiny`` decoder: ``@tiny`` = for the random
   checkpoints a random decoder built once in the cache folder next to the checkpoint (TAESD's architecture for the
   full-size checkpoint, a tiny one for ``--quick``; random weights, so its deviation says nothing about quality),
@@ -70,6 +71,8 @@ from pathlib import Path
 
 LAYOUT = {"depth": "depth-v1-1", "normals": "normals-v1-1", "intrinsics": "iid-lighting-v1-1"}
 DTYPES = ("float32", "float16", "bfloat16")
+#: what ours also runs: float32 models under bf16/fp16 autocast (``Predictor(autocast=...)``)
+OURS_DTYPES = (*DTYPES, "autocast-bfloat16", "autocast-float16")
 BACKENDS = ("eager", "compile", "onnx")
 
 
@@ -149,8 +152,10 @@ class Variant:
 
 
 def describe_ran(ran: dict) -> str:
-    """``bfloat16+cl eager`` from a worker's ``{"dtype", "channels_last", "backend"}``."""
-    return f"{ran['dtype']}{'+cl' if ran.get('channels_last') else ''} {ran['backend']}"
+    """``bfloat16+cl eager`` (``autocast-bfloat16+cl eager``) from a worker's ``{"dtype", "channels_last",
+    "backend", "autocast"}``."""
+    dtype = f"autocast-{ran['autocast']}" if ran.get("autocast") else ran["dtype"]
+    return f"{dtype}{'+cl' if ran.get('channels_last') else ''} {ran['backend']}"
 
 
 def parse_variant(item: str, default_dtype: str) -> Variant:
@@ -175,8 +180,8 @@ def parse_variant(item: str, default_dtype: str) -> Variant:
     if backend not in BACKENDS or (plus and layout != "cl") or (layout == "cl" and backend == "onnx"):
         raise ValueError(f"--ours {item!r}: backend must be eager, compile or onnx (eager+cl, compile+cl: "
                          f"channels-last), or fast")
-    if dtype not in DTYPES:
-        raise ValueError(f"--ours {item!r}: dtype must be float32, float16 or bfloat16")
+    if dtype not in OURS_DTYPES:
+        raise ValueError(f"--ours {item!r}: dtype must be one of {', '.join(OURS_DTYPES)}")
     if backend == "onnx" and dtype != "float32":
         raise ValueError(f"--ours {item!r}: the onnx backend runs float32 only")
     return Variant(backend, layout == "cl", dtype, decoder or None)
@@ -226,7 +231,9 @@ def _work(args: argparse.Namespace) -> None:
     rng = np.random.default_rng(0)
     h, w = args.image_size
     image = (rng.random((h, w, 3)) * 255).astype(np.uint8)
-    dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[args.dtype]
+    autocast = args.dtype.partition("autocast-")[2] or None
+    dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[
+        "float32" if autocast else args.dtype]
     kw = dict(num_inference_steps=args.steps, processing_resolution=args.resolution, batch_size=args.batch_size)
     ran = None
     if args.impl == "ours":
@@ -237,9 +244,10 @@ def _work(args: argparse.Namespace) -> None:
         else:
             model = Predictor.from_pretrained(args.checkpoint, dtype=dtype, device=args.device, backend=args.backend,
                                               onnx_dir=args.onnx_dir, channels_last=args.channels_last,
-                                              decoder=args.decoder)
+                                              decoder=args.decoder, autocast=autocast)
         ran = {"dtype": str(model.dtype).replace("torch.", ""), "channels_last": bool(model.channels_last),
-               "backend": model.backend}
+               "backend": model.backend,
+               "autocast": None if model.autocast is None else str(model.autocast).replace("torch.", "")}
 
         def run(ensemble):
             out = model.predict(image, seed=0, ensemble_size=ensemble, **kw)
@@ -555,9 +563,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="fresh-process runs of each implementation per configuration, in alternating order "
                         "(an even number cancels drift)")
     p.add_argument("--device", default=None, help="cpu or cuda (default cuda where available)")
-    p.add_argument("--dtype", default="float32", choices=DTYPES,
-                   help="dtype of the diffusers reference (and of ours unless --ours-dtype or a variant's :DTYPE)")
-    p.add_argument("--ours-dtype", choices=DTYPES,
+    p.add_argument("--dtype", default="float32", choices=OURS_DTYPES,  # a worker gets ours' dtype here
+                   help="dtype of the diffusers reference (float32, float16 or bfloat16; and of ours unless "
+                        "--ours-dtype or a variant's :DTYPE)")
+    p.add_argument("--ours-dtype", choices=OURS_DTYPES,
                    help="run ours in this dtype and report its deviation from the reference")
     p.add_argument("--ours-backend", default="eager", choices=BACKENDS,
                    help="run ours through torch.compile or ONNX Runtime (float32) and report its deviation from "
@@ -566,7 +575,8 @@ def main(argv: list[str] | None = None) -> int:
                                   "eager, compile or onnx; +cl: channels-last) or fast[@DECODER] (the machine-aware "
                                   "fast tier); @tiny: a tiny decoder (random for the random checkpoints, the "
                                   "bundled one for --model), @PATH: that decoder folder; all measured against the "
-                                  "same diffusers reference: e.g. eager,eager+cl:bfloat16,fast,fast@tiny (default: "
+                                  "same diffusers reference: e.g. "
+                                  "eager,eager+cl:bfloat16,eager+cl:autocast-bfloat16,fast,fast@tiny (default: "
                                   "--ours-backend with --ours-dtype)")
     p.add_argument("--gemm", action="store_true",
                    help="also measure this machine's float32 matrix-product rate (GFLOP/s) for the header")
@@ -601,6 +611,9 @@ def main(argv: list[str] | None = None) -> int:
         args.device = args.device or "cpu"
         worker(args)
         return 0
+    if args.dtype not in DTYPES:
+        p.error(f"--dtype {args.dtype}: the diffusers reference runs float32, float16 or bfloat16 (autocast is "
+                "ours only: --ours-dtype or a variant's :DTYPE)")
 
     args.device = args.device or ("cuda" if _cuda() else "cpu")
     args.threads = args.threads or default_threads()
@@ -707,7 +720,8 @@ def _fast_plan_text(device: str) -> str:
         plan = choose_fast_plan(device)
     except Exception as exc:  # noqa: BLE001
         return f"plan unknown: {one_line(exc, 80)}"
-    return describe_ran(dict(dtype=plan.dtype, channels_last=plan.channels_last, backend=plan.backend))
+    return describe_ran(dict(dtype=plan.dtype, channels_last=plan.channels_last, backend=plan.backend,
+                             autocast=plan.dtype if plan.autocast else None))
 
 
 def _header(args, targets: list[Target], variants: list[Variant]) -> str:

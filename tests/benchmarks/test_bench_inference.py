@@ -98,6 +98,11 @@ def test_variant_syntax(bench):
     assert V("eager", True, "bfloat16", "tiny").label() == "eager+cl bfloat16 @tiny"
     assert V("fast", decoder="tiny", dtype=None).label({"dtype": "bfloat16", "channels_last": True,
                                                         "backend": "eager"}) == "fast (bfloat16+cl eager) @tiny"
+    assert V("fast").label({"dtype": "float32", "autocast": "bfloat16", "channels_last": True,
+                            "backend": "eager"}) == "fast (autocast-bfloat16+cl eager)"
+    assert variants("eager+cl:autocast-bfloat16") == [V("eager", True, "autocast-bfloat16")]
+    with pytest.raises(ValueError, match="dtype must be one of float32, float16, bfloat16, autocast-bfloat16"):
+        variants("eager:int8")
     assert V("compile").label({"dtype": "float32", "backend": "eager"}) == "compile float32 (ran eager)"
     assert V("onnx").header_label("") == "float32 (onnx)"
     for bad, message in [("onnx:bfloat16", "float32 only"), ("onnx+cl", "backend must be"),
@@ -209,7 +214,7 @@ def test_quick_run_compares_every_kind_of_variant_and_survives_a_failing_one(tmp
     assert float(eager["TFLOP/img"]) == float(f"{tflop:.3g}")
     assert float(eager["max abs diff"]) <= 1e-4 and eager["deviation"] == "0.00%"  # batch 1: same numbers
 
-    m = re.fullmatch(r"fast \((float32|bfloat16|float16)(\+cl)? (eager|compile)\)", fast["ours"])
+    m = re.fullmatch(r"fast \((float32|bfloat16|float16|autocast-bfloat16)(\+cl)? (eager|compile)\)", fast["ours"])
     assert m, fast["ours"]
     if m.group(1) == "float32":
         assert fast["deviation"] == "0.00%"

@@ -64,15 +64,17 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    # --fast is resolved here, once, so every worker runs (and the settings hash records) the same dtype and layout
-    dtype, channels_last = fast_settings(args.fast, args.device, args.dtype, args.channels_last)
+    # --fast is resolved here, once, so every worker runs (and the settings hash records) the same dtype, autocast and
+    # layout
+    dtype, channels_last, autocast = fast_settings(args.fast, args.device, args.dtype, args.channels_last,
+                                                   args.autocast)
     settings = InferenceSettings(
         num_inference_steps=args.steps, ensemble_size=args.ensemble, processing_resolution=args.processing_resolution,
         match_input_resolution=not args.no_match_input_resolution, resample=args.resample or "bilinear",
         seed=args.seed, batch_size=args.batch_size, dtype=dtype, variant=args.variant, device=args.device,
         reduction=args.reduction, ensembling_method=args.ensembling_method, fast=args.fast, noise=args.noise,
         task=args.task, vae_tiling=args.tiled_vae,
-        vae_tile_size=args.vae_tile_size, channels_last=channels_last, decoder=args.decoder,
+        vae_tile_size=args.vae_tile_size, channels_last=channels_last, decoder=args.decoder, autocast=autocast,
         max_pixels=int(args.max_megapixels * 1e6))
     job = LabelJob(
         inputs=args.inputs, output=args.output, model=args.model, settings=settings, engine=args.engine,

@@ -54,10 +54,13 @@ def add_inference_arguments(p: argparse.ArgumentParser, ensemble_default: int | 
     p.add_argument("--batch-size", type=int, default=1, help="image x ensemble rows per model call")
     p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"),
                    help="model dtype (default: float32, or what --fast picks for this machine)")
+    p.add_argument("--autocast", choices=("bfloat16", "float16"),
+                   help="mixed precision: convolutions, linear layers and attention in this dtype; norms, residual "
+                        "stream, the networks' narrow ends and the denoising loop in float32 (models float32)")
     p.add_argument("--fast", action="store_true",
-                   help="machine-aware fast tier, logged with its reason: bfloat16 channels-last on CPUs with "
-                        "AVX-512-BF16/AMX, float32 on other CPUs, half precision + torch.compile (CUDA graphs) on "
-                        "CUDA; an explicit --dtype/--backend/--channels-last wins")
+                   help="machine-aware fast tier, logged with its reason: bfloat16 autocast channels-last on CPUs "
+                        "with AVX-512-BF16/AMX, float32 on other CPUs, half precision + torch.compile (CUDA graphs) "
+                        "on CUDA; an explicit --dtype/--autocast/--backend/--channels-last wins")
     p.add_argument("--decoder", metavar="PATH|HUB_ID|bundled",
                    help="decode with a tiny AutoencoderTiny instead of the VAE decoder: 'bundled' (the checkpoint's "
                         "tiny_decoder/, e.g. the demo models'), a folder from 'marigold distill-decoder', or a hub id "
@@ -93,7 +96,7 @@ def ensembling_from_args(task, args: argparse.Namespace) -> dict | None:
 def predictor_layout_kwargs(args: argparse.Namespace) -> dict:
     """The Predictor arguments of :func:`add_inference_arguments`' memory/layout/fast-tier flags."""
     return dict(vae_tiling=args.tiled_vae or args.vae_tile_size is not None, vae_tile_size=args.vae_tile_size,
-                channels_last=args.channels_last, fast=args.fast, decoder=args.decoder)
+                channels_last=args.channels_last, fast=args.fast, decoder=args.decoder, autocast=args.autocast)
 
 
 def add_export_arguments(p: argparse.ArgumentParser, metric: bool = True) -> None:

@@ -34,8 +34,10 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: best available)")
     p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"),
                    help="model dtype (default: float32, or what --fast picks for this machine)")
+    p.add_argument("--autocast", choices=("bfloat16", "float16"),
+                   help="mixed precision (as predict --autocast; models float32)")
     p.add_argument("--fast", action="store_true",
-                   help="machine-aware fast tier (as predict --fast: bfloat16 channels-last on CPUs with "
+                   help="machine-aware fast tier (as predict --fast: bfloat16 autocast channels-last on CPUs with "
                         "AVX-512-BF16/AMX, half precision + torch.compile on CUDA; logged)")
     p.add_argument("--decoder", metavar="PATH|HUB_ID|bundled",
                    help="tiny decoder for every model (as predict --decoder)")
@@ -90,7 +92,7 @@ def model_loaders(args: argparse.Namespace) -> tuple[dict, str | None]:
             return {}, f"--model {name}: {str(exc).splitlines()[0]}"
         loaders[name] = functools.partial(
             Predictor.from_pretrained, name, dtype=args.dtype, device=args.device, fast=args.fast,
-            decoder=args.decoder)
+            decoder=args.decoder, autocast=args.autocast)
     return loaders, None
 
 

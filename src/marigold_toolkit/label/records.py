@@ -77,7 +77,7 @@ class InferenceSettings:
     reduction: str | None = None
     #: the task's ensembling method (depth: ``bfgs`` or ``least-squares``); ``None``: the task's default
     ensembling_method: str | None = None
-    #: the job ran with ``--fast`` (its dtype and layout are already resolved into the fields above)
+    #: the job ran with ``--fast`` (its dtype, autocast and layout are resolved into the other fields)
     fast: bool = False
     noise: str | None = None
     task: str | None = None
@@ -86,6 +86,8 @@ class InferenceSettings:
     channels_last: bool = False
     #: a tiny decoder (``Predictor.from_pretrained``'s ``decoder``), or ``None``: the VAE's own
     decoder: str | None = None
+    #: mixed precision (``Predictor.from_pretrained``'s ``autocast``), or ``None``
+    autocast: str | None = None
     #: inputs with more pixels are refused (a failed input, not a result setting)
     max_pixels: int = MAX_PIXELS
 
@@ -97,7 +99,7 @@ class InferenceSettings:
         """Keyword arguments of :meth:`Predictor.from_pretrained`."""
         return dict(dtype=self.dtype, device=self.device, variant=self.variant, task=self.task,
                     vae_tiling=self.vae_tiling or self.vae_tile_size is not None, vae_tile_size=self.vae_tile_size,
-                    channels_last=self.channels_last, decoder=self.decoder)
+                    channels_last=self.channels_last, decoder=self.decoder, autocast=self.autocast)
 
     def predict_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :meth:`Predictor.predict` (without the images and seeds)."""
@@ -145,6 +147,7 @@ def result_settings(spec: Any, settings: InferenceSettings) -> dict[str, Any]:
         "channels_last": settings.channels_last,
         # only when set, so jobs written before tiny decoders existed keep their settings hash
         **({"decoder": settings.decoder} if settings.decoder else {}),
+        **({"autocast": settings.autocast} if settings.autocast else {}),
         # only when not the task's default, for the same reason
         **({"ensembling_method": settings.ensembling_method}
            if settings.ensembling_method not in (None, *task.ensembling_methods[:1]) else {}),

@@ -3,10 +3,12 @@
 ``Predictor.from_pretrained(model, fast=True)`` (``--fast``) asks :func:`choose_fast_plan` and logs what it chose
 and why. The choices follow what was measured (README "Performance"):
 
-* CPU with native bfloat16 (AVX-512-BF16 or AMX, see :mod:`marigold_toolkit.core.machine`): bfloat16 in
-  channels-last layout, eager. oneDNN's bf16 convolutions and matrix products run at several times the float32
-  rate there; ``torch.compile`` is not used on CPUs because the convolutions stay oneDNN calls (only elementwise
-  ops fuse) and every new input shape compiles for minutes.
+* CPU with native bfloat16 (AVX-512-BF16 or AMX, see :mod:`marigold_toolkit.core.machine`): bfloat16
+  autocast (:mod:`~marigold_toolkit.pipeline.precision`: convolutions, linear layers and attention in bf16; norms,
+  residual stream, the networks' narrow ends and the loop in float32) in channels-last layout, eager. oneDNN's
+  bf16 convolutions and matrix products run at several times the float32 rate there; ``torch.compile`` is not used
+  on CPUs because the convolutions stay oneDNN calls (only elementwise ops fuse) and every new input shape compiles
+  for minutes.
 * Other CPUs: float32 eager — half precision is emulated there and far slower than float32.
 * CUDA: bfloat16 on compute capability 8.0 and later (float16 before), channels-last, ``torch.compile`` with
   mode ``reduce-overhead`` (CUDA graphs, recorded per input shape; the model calls' outputs are copied out of the
@@ -42,11 +44,15 @@ class FastPlan:
     backend: str
     compile_mode: str | None
     reason: str
+    #: ``True``: ``dtype`` is an autocast dtype (models and loop float32, see
+    #: :mod:`~marigold_toolkit.pipeline.precision`), not the dtype the models are cast to
+    autocast: bool = False
 
     def describe(self) -> str:
         layout = ", channels-last" if self.channels_last else ""
         backend = f"torch.compile ({self.compile_mode})" if self.backend == "compile" else self.backend
-        return f"{self.dtype}{layout}, {backend}: {self.reason}"
+        dtype = f"{self.dtype} autocast" if self.autocast else self.dtype
+        return f"{dtype}{layout}, {backend}: {self.reason}"
 
 
 def choose_fast_plan(device: torch.device | str, cpu: CpuInfo | None = None,
@@ -82,35 +88,45 @@ def choose_fast_plan(device: torch.device | str, cpu: CpuInfo | None = None,
     if native:
         return FastPlan("bfloat16", True, "eager", None,
                         f"{cpu.model} has native bfloat16 ({' '.join(native)}): bfloat16 channels-last oneDNN "
-                        "kernels; no torch.compile on CPUs (convolutions stay oneDNN calls, compiling takes minutes "
-                        "per input shape)")
+                        "kernels under autocast (norms, residual stream, narrow ends and loop in float32); no "
+                        "torch.compile on CPUs (convolutions stay oneDNN calls, compiling takes minutes per input "
+                        "shape)", autocast=True)
     return FastPlan("float32", False, "eager", None,
                     f"{cpu.model} has no native half precision (none of {' '.join(BF16_FLAGS)}): half precision "
                     "would be emulated and far slower, float32 eager is the fastest path")
 
 
 def resolve_fast(device: torch.device | str | None, dtype: str | torch.dtype | None, channels_last: bool,
-                 backend: str = "eager") -> tuple[FastPlan, str | torch.dtype, str, str | None, bool]:
+                 backend: str = "eager", autocast: str | torch.dtype | None = None,
+                 ) -> tuple[FastPlan, str | torch.dtype, str, str | None, bool, str | torch.dtype | None]:
     """The fast tier's plan for ``device`` merged with what the caller gave: ``(plan, dtype, backend,
-    compile_mode, channels_last)``. A given ``dtype`` and ``channels_last=True`` are kept; the plan's backend
-    applies only where ``backend`` is the default ``"eager"``; channels-last never goes to the onnx backend.
-    Logs the plan (and a given dtype that differs from it)."""
+    compile_mode, channels_last, autocast)``. A given ``dtype`` or ``autocast`` and ``channels_last=True`` are
+    kept (a given ``dtype`` turns the plan's autocast off); the plan's backend applies only where ``backend`` is
+    the default ``"eager"``; channels-last and autocast never go to the onnx backend. Logs the plan (and a given
+    dtype that differs from it)."""
     plan = choose_fast_plan(resolve_device(device))
     logger.info("fast tier: %s", plan.describe())
-    if dtype is not None and str(dtype).replace("torch.", "") != plan.dtype:
-        logger.info("fast tier: keeping dtype %s as given (the plan says %s)", dtype, plan.dtype)
+    given = dtype if autocast is None else autocast
+    if given is not None and (str(given).replace("torch.", ""), autocast is not None) != (plan.dtype, plan.autocast):
+        logger.info("fast tier: keeping %s %s as given (the plan says %s)", "autocast" if autocast else "dtype",
+                    given, plan.describe().split(":")[0])
     compile_mode = None
     if backend == "eager":
         backend, compile_mode = plan.backend, plan.compile_mode
-    return (plan, dtype if dtype is not None else plan.dtype, backend, compile_mode,
-            bool(channels_last or (plan.channels_last and backend != "onnx")))
+    if dtype is None and autocast is None:
+        if not plan.autocast:
+            dtype = plan.dtype
+        elif backend != "onnx":
+            autocast = plan.dtype
+    return (plan, dtype if dtype is not None else "float32", backend, compile_mode,
+            bool(channels_last or (plan.channels_last and backend != "onnx")), autocast)
 
 
-def fast_settings(fast: bool, device: torch.device | str | None, dtype: str | None,
-                  channels_last: bool) -> tuple[str, bool]:
-    """``(dtype, channels_last)`` with ``fast``'s choices for ``device`` filled in where not given (a job that runs
-    on several workers resolves them once, so all of them compute the same numbers). Logs the plan."""
+def fast_settings(fast: bool, device: torch.device | str | None, dtype: str | None, channels_last: bool,
+                  autocast: str | None = None) -> tuple[str, bool, str | None]:
+    """``(dtype, channels_last, autocast)`` with ``fast``'s choices for ``device`` filled in where not given (a job
+    that runs on several workers resolves them once, so all of them compute the same numbers). Logs the plan."""
     if not fast:
-        return dtype or "float32", bool(channels_last)
-    _, dtype, _, _, channels_last = resolve_fast(device, dtype, channels_last)
-    return dtype, channels_last
+        return dtype or "float32", bool(channels_last), autocast
+    _, dtype, _, _, channels_last, autocast = resolve_fast(device, dtype, channels_last, autocast=autocast)
+    return str(dtype).replace("torch.", ""), channels_last, None if autocast is None else str(autocast)

@@ -22,6 +22,7 @@ from ..tasks.base import chw_to_hwc
 from .backends import BACKENDS, BackendError, ModelCalls, compiled_calls, eager_calls, onnx_calls
 from .denoise import NoisePlan, decode_latents, denoise, draw_noise, encode_images, is_stochastic, make_generators
 from .fast import FastPlan, resolve_fast
+from .precision import autocast_calls, parse_autocast, prepare_for_autocast
 from .high_resolution import HighResolution, predict_high_resolution
 from .outputs import MarigoldOutput
 
@@ -62,6 +63,7 @@ class Predictor:
         decoder: str | Path | None = None,
         compile_mode: str | None = None,
         fast_plan: FastPlan | None = None,
+        autocast: str | torch.dtype | None = None,
     ):
         """Wrap loaded components; the other arguments as in :meth:`from_pretrained` (``compile_mode``:
         ``torch.compile``'s mode for ``backend="compile"``; ``fast_plan``: what ``fast=True`` chose, recorded in
@@ -86,17 +88,26 @@ class Predictor:
         self.channels_last = bool(channels_last)
         self.high_resolution = high_resolution
         self.fast_plan = fast_plan
+        self.autocast = parse_autocast(autocast)
+        if self.autocast is not None:
+            if backend == "onnx":
+                raise BackendError("autocast applies to the torch backends (eager, compile), not onnx")
+            if self.dtype != torch.float32:
+                raise ValueError(f"autocast={str(self.autocast).replace('torch.', '')} needs float32 models (it "
+                                 f"keeps the loop in float32), not dtype {str(self.dtype).replace('torch.', '')}")
         self.decoder_source = None if decoder is None else str(decoder)
         self.tiny_decoder = None
         if decoder is not None:
             self.tiny_decoder = load_tiny_decoder(
                 decoder, self.spec.path, latent_channels=int(self.vae.config.latent_channels),
                 stride=self.latent_stride, dtype=self.dtype, device=self.device)
-        if self.channels_last:
-            for module in (self.unet, self.vae, self.tiny_decoder):
-                if module is not None:
-                    module.to(memory_format=torch.channels_last)
-        self.calls: ModelCalls = eager_calls(self.unet, self.vae, self.channels_last, decode=self._tiny_decode())
+        for module in (self.unet, self.vae, self.tiny_decoder):
+            if module is not None and self.autocast is not None:
+                prepare_for_autocast(module, self.autocast)
+            if module is not None and self.channels_last:
+                module.to(memory_format=torch.channels_last)
+        self.calls: ModelCalls = self._autocast(
+            eager_calls(self.unet, self.vae, self.channels_last, decode=self._tiny_decode()))
         if backend == "compile":
             self.compile_models(mode=compile_mode)
         elif backend == "onnx":
@@ -120,6 +131,7 @@ class Predictor:
         high_resolution: HighResolution | bool | None = None,
         fast: bool = False,
         decoder: str | Path | None = None,
+        autocast: str | torch.dtype | None = None,
     ) -> Predictor:
         """Load a checkpoint: hub id (``"prs-eth/marigold-normals-v1-1"``), registry alias or local folder.
 
@@ -142,14 +154,20 @@ class Predictor:
                 Stable Diffusion pipeline; their registry aliases name it).
             high_resolution: the default of :meth:`predict`'s ``high_resolution`` (global pass + aligned tiles).
             fast: the machine-aware fast tier (:func:`~marigold_toolkit.pipeline.fast.choose_fast_plan`): bfloat16
-                channels-last on CPUs with native bf16 (AVX-512-BF16/AMX), float32 eager on other CPUs, half
-                precision + ``torch.compile`` with CUDA graphs on CUDA; logs what it chose and why. An explicit
-                ``dtype``, ``backend``/``compile`` or ``channels_last`` wins over its choice.
+                autocast channels-last on CPUs with native bf16 (AVX-512-BF16/AMX), float32 eager on other CPUs,
+                half precision + ``torch.compile`` with CUDA graphs on CUDA; logs what it chose and why. An
+                explicit ``dtype`` or ``autocast``, ``backend``/``compile`` or ``channels_last`` wins over its
+                choice.
             decoder: decode latents with a tiny ``AutoencoderTiny`` instead of the VAE decoder
                 (:mod:`~marigold_toolkit.checkpoints.tiny_decoder`): ``"bundled"`` (the checkpoint's own
                 ``tiny_decoder/``, e.g. the demo models'), a folder (``marigold distill-decoder`` writes one) or a
                 hub id (``madebyollin/taesd``). Faster, not exact: a distilled decoder's ``distill_report.json``
                 states its measured deviation.
+            autocast: mixed precision (:mod:`~marigold_toolkit.pipeline.precision`): ``"bfloat16"`` or
+                ``"float16"`` for the convolutions, linear layers and attention, float32 for the norms, the
+                residual stream, the networks' narrow ends and the denoising loop (``dtype`` must be float32).
+                Closer to float32 than ``dtype="bfloat16"`` at the same speed; what ``fast=True`` picks on CPUs
+                with native bfloat16.
         """
         if compile and backend not in ("eager", "compile"):
             raise ValueError(f"compile=True conflicts with backend={backend!r}")
@@ -160,11 +178,12 @@ class Predictor:
             raise ValueError(f"unknown backend {backend!r}; use one of {BACKENDS}")
         plan, compile_mode = None, None
         if fast:
-            plan, dtype, backend, compile_mode, channels_last = resolve_fast(device, dtype, channels_last, backend)
+            plan, dtype, backend, compile_mode, channels_last, autocast = resolve_fast(
+                device, dtype, channels_last, backend, autocast)
         return cls(load_components(model, dtype=dtype, device=device, variant=variant, revision=revision, task=task),
                    vae_tiling=vae_tiling, backend=backend, onnx_dir=onnx_dir, vae_tile_size=vae_tile_size,
                    channels_last=channels_last, high_resolution=high_resolution, decoder=decoder,
-                   compile_mode=compile_mode, fast_plan=plan)
+                   compile_mode=compile_mode, fast_plan=plan, autocast=autocast)
 
     # -- fast tier --------------------------------------------------------------------------------------------
     def compile_models(self, mode: str | None = None, backend: str = "inductor") -> Predictor:
@@ -178,9 +197,13 @@ class Predictor:
         if self.backend == "onnx":
             raise BackendError("this predictor released its torch weights for the onnx backend; load the "
                                "checkpoint again to compile it")
-        self.calls = compiled_calls(self.unet, self.vae, mode=mode, backend=backend, channels_last=self.channels_last,
-                                    decode=self._tiny_decode())
+        self.calls = self._autocast(compiled_calls(self.unet, self.vae, mode=mode, backend=backend,
+                                                   channels_last=self.channels_last, decode=self._tiny_decode()))
         return self
+
+    def _autocast(self, calls: ModelCalls) -> ModelCalls:
+        """``calls`` under this predictor's autocast (:mod:`~marigold_toolkit.pipeline.precision`), if any."""
+        return calls if self.autocast is None else autocast_calls(calls, self.autocast, self.device)
 
     def _tiny_decode(self):
         """The tiny decoder as a VAE-decoder function, or ``None`` (the VAE's own decoder)."""
@@ -197,6 +220,8 @@ class Predictor:
             raise BackendError(_NEEDS_ONNX_DIR)
         if self.dtype != torch.float32:
             raise BackendError(f"the onnx backend runs float32 only, not {str(self.dtype).replace('torch.', '')}")
+        if self.autocast is not None:
+            raise BackendError("autocast applies to the torch backends (eager, compile), not onnx")
         check_matches(read_manifest(onnx_dir), self.unet, self.vae, onnx_dir)
         # ONNX Runtime holds its own copy of the weights: drop the torch copy first (the modules keep their
         # configs, which is all the loop reads), so the two copies are never in memory together
@@ -404,6 +429,7 @@ class Predictor:
             "processing_resolution": res, "match_input_resolution": match_input_resolution,
             "resample_method_input": resample_method_input, "resample_method_output": resample_method_output,
             "scheduler": type(self.scheduler).__name__, "dtype": str(self.dtype).replace("torch.", ""),
+            "autocast": None if self.autocast is None else str(self.autocast).replace("torch.", ""),
             "backend": self.backend, "channels_last": self.channels_last, "noise": noise,
             "decoder": self.decoder_source, "fast": self.fast_plan is not None,
         }
