@@ -16,6 +16,7 @@ checkpoint, finished runs and predictions are skipped), so the recipe can run in
     python recipes/demo.py bundle --tasks depth                 # one model; the other stays as bundled
     python recipes/demo.py evaluate            # runs/demo/eval/*, runs/demo/model_card.md
     python recipes/demo.py evaluate --from-runs --tasks depth   # the run's checkpoint, before bundling
+    python recipes/demo.py preview             # docs/images/demo-preview.jpg: the example photos, both models
     python recipes/demo.py all --smoke         # a tiny budget of every stage (seconds to minutes; CI runs this)
 
 ``--work-dir`` (default ``runs/demo``) holds everything but the bundle; ``--smoke`` writes the bundle into the
@@ -413,8 +414,39 @@ def transfer_verdict(rows) -> list[str]:
     return out
 
 
+#: the README's and the model card's picture of the bundled models: the example photos, one row each
+PREVIEW = REPO / "docs" / "images" / "demo-preview.jpg"
+PREVIEW_ROW_HEIGHT = 160
+
+
+def preview(a) -> None:
+    """The example photos through both bundled models as the README's main command runs them (``marigold predict
+    examples/ --model demo-depth,demo-normals --preview``: one member, the checkpoints' defaults), each photo's
+    ``_preview.png`` (photo | depth | normals) scaled to :data:`PREVIEW_ROW_HEIGHT` rows and stacked into
+    :data:`PREVIEW` (``--smoke``: ``WORK_DIR/demo-preview.jpg``, from the work dir's bundle)."""
+    from PIL import Image
+
+    root = (a.work_dir / "bundle") if a.smoke else PACKAGE_ASSETS
+    out = a.work_dir / "preview"
+    shutil.rmtree(out, ignore_errors=True)
+    marigold("predict", str(REPO / "examples"), "--model", f"{root / 'depth'},{root / 'normals'}",
+             "--output-dir", str(out), "--preview", "--seed", "0")
+    rows = []
+    for f in sorted(out.glob("*_preview.png")):
+        im = Image.open(f).convert("RGB")
+        rows.append(im.resize((round(im.width * PREVIEW_ROW_HEIGHT / im.height), PREVIEW_ROW_HEIGHT),
+                              Image.Resampling.LANCZOS))
+    sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
+    for i, r in enumerate(rows):
+        sheet.paste(r, (0, i * PREVIEW_ROW_HEIGHT))
+    dest = (a.work_dir / PREVIEW.name) if a.smoke else PREVIEW
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(dest, quality=88)
+    logger.info("preview of %d photos: %s", len(rows), dest)
+
+
 STAGES = {"render": render, "pretrain": pretrain, "finetune": finetune, "ablation": ablation, "bundle": bundle,
-          "evaluate": evaluate}
+          "evaluate": evaluate, "preview": preview}
 
 
 def main(argv=None) -> int:

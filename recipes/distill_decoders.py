@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -53,7 +54,7 @@ def render(a) -> None:
     spec = SMOKE["render"] if a.smoke else RENDER
     marigold("synth", "--output-dir", str(a.work_dir / "data"), "--num", str(spec["num"]), "--seed",
              str(spec["seed"]), "--resolution", *map(str, spec["resolution"]), "--spp", str(spec["spp"]),
-             "--maps", "geometry", "--no-progress")
+             "--maps", "geometry", "--workers", str(a.workers), "--no-progress")
 
 
 def distill(a) -> None:
@@ -165,6 +166,7 @@ def main(argv=None) -> int:
     p.add_argument("stage", choices=("all", "render", "distill", "table", "bundle"))
     p.add_argument("--work-dir", type=Path, default=REPO / "runs" / "decoders")
     p.add_argument("--smoke", action="store_true")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="rendering processes")
     p.add_argument("--configs", help=f"comma-separated subset of the sweep ({','.join(CONFIGS)}; default all)")
     p.add_argument("--tasks", default=",".join(MODELS),
                    help="comma-separated models to distil, tabulate and bundle decoders for (default: all)")

@@ -113,3 +113,20 @@ def test_cli_autocast_flag(depth_ckpt, tmp_path):
     assert main(["predict", str(tmp_path / "a.png"), "--output-dir", str(tmp_path / "e"), *common]) == 0
     mixed, exact = np.load(tmp_path / "m" / "a_depth.npy"), np.load(tmp_path / "e" / "a_depth.npy")
     assert 0 < depth_absrel(mixed, exact) < 0.02
+
+
+def test_prepared_float32_tensors_no_longer_share_the_loaded_file_memory(depth_ckpt):
+    """diffusers loads safetensors weights as slices of the file's memory map; the tensors that stay float32 after
+    preparation are copied out of it, so the float32 file can be unmapped once the converted weights let go."""
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(depth_ckpt / "vae")
+    before = {n: (t.untyped_storage().data_ptr(), t.detach().clone()) for n, t in vae.state_dict().items()}
+    prepare_for_autocast(vae, "bfloat16")
+    kept = {n: t for n, t in vae.state_dict().items() if t.dtype == torch.float32}
+    assert kept and len(kept) < len(before)  # norms and narrow ends stay float32, the rest became bf16
+    for n, t in kept.items():
+        assert t.untyped_storage().data_ptr() != before[n][0], n
+        assert torch.equal(t, before[n][1]), n
+    prepare_for_autocast(vae, "bfloat16")  # idempotent on a prepared model
+    assert all(torch.equal(t, before[n][1]) for n, t in vae.state_dict().items() if t.dtype == torch.float32)

@@ -85,6 +85,17 @@ def test_recipe_smoke_end_to_end(tmp_path):
     ceiling = np.load(work / "eval" / "heldout" / "roundtrip-normals" / "pred" / "000000_normals.npy")
     np.testing.assert_allclose(ceiling, rt, atol=1e-3)  # float32 roundoff of the latent scaling, per machine
 
+    # the preview: the example photos through both bundled models, one row each (photo | depth | normals)
+    from PIL import Image
+
+    photos = sorted((REPO / "examples").glob("*.jpg"))
+    assert sorted(p.name for p in (work / "preview").glob("*_preview.png")) == [
+        f"{p.stem}_preview.png" for p in photos]
+    sheet = np.asarray(Image.open(work / "demo-preview.jpg"))
+    assert sheet.shape[0] == 160 * len(photos) and sheet.shape[1] >= 3 * 160
+    first = np.asarray(Image.open(work / "preview" / f"{photos[0].stem}_preview.png"))
+    assert sheet.shape[1] >= round(first.shape[1] * 160 / first.shape[0]) - 1
+
     # a verdict before bundling: the depth run's float32 checkpoint, depth rows only, a card of its own
     proc = subprocess.run([sys.executable, str(REPO / "recipes" / "demo.py"), "evaluate", "--smoke", "--from-runs",
                            "--tasks", "depth", "--skip-ablation", "--work-dir", str(work)],

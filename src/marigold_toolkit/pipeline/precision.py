@@ -99,7 +99,22 @@ def prepare_for_autocast(model: torch.nn.Module, dtype: str | torch.dtype) -> to
                 module.__class__ = _island_class(type(module))
         elif isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
             module.to(dtype)
+    _own_storage(model)
     return model
+
+
+def _own_storage(model: torch.nn.Module) -> None:
+    """Copy every float32 parameter and buffer of ``model`` into memory of its own.
+
+    diffusers loads safetensors weights as slices of the file's memory map, which stays mapped (and resident) while
+    any slice lives: without the copy, the few tensors that stay float32 (norms, narrow ends) would keep the whole
+    float32 file in memory next to the converted weights.
+    """
+    for module in model.modules():
+        for tensors in (module._parameters, module._buffers):
+            for t in tensors.values():
+                if t is not None and t.dtype == torch.float32:
+                    t.data = t.data.clone()
 
 
 def autocast_calls(calls: ModelCalls, dtype: str | torch.dtype, device: torch.device | str) -> ModelCalls:
