@@ -436,6 +436,8 @@ def preview(a) -> None:
         im = Image.open(f).convert("RGB")
         rows.append(im.resize((round(im.width * PREVIEW_ROW_HEIGHT / im.height), PREVIEW_ROW_HEIGHT),
                               Image.Resampling.LANCZOS))
+    if not rows:
+        raise RuntimeError(f"{out}: marigold predict wrote no *_preview.png")
     sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
     for i, r in enumerate(rows):
         sheet.paste(r, (0, i * PREVIEW_ROW_HEIGHT))

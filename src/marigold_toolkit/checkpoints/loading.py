@@ -215,8 +215,7 @@ def load_components(
     dev = resolve_device(device)
     spec = load_spec(model, variant=variant, revision=revision, task=task)
     path = spec.path
-    # the text encoder first: it is freed before the UNet and VAE load, so the load's high-water mark is the larger
-    # of the two, not their sum (1.4 GB less for the SD2 checkpoints in float32)
+    # the text encoder first, so that its memory is released before the UNet and VAE load and is not kept beside them
     embedding = compute_empty_text_embedding(path, dtype=torch_dtype, variant=variant)
     try:
         unet = UNet2DConditionModel.from_pretrained(
