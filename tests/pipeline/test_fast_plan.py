@@ -121,8 +121,8 @@ EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.jpg
 def test_fast_tier_on_the_trained_demo_model_is_within_tolerance():
     """The fast tier's promise on a trained model (the bundled demo, the four example photos at its resolution,
     ensemble 1): bfloat16 autocast channels-last within FAST_TIER_ABSREL_TOL (0.5 % AbsRel) of float32 eager on
-    average, no photo beyond 1.5x that, and closer on average than casting the models to bfloat16. Which photo is
-    worst depends on the CPU's bf16 kernels (README "Fast tier on a CPU with native bfloat16" has both machines)."""
+    every photo, within 0.8x that on average, and closer on average than half of casting the models to bfloat16.
+    Which photo is worst depends on the CPU's bf16 kernels (README "Fast tier on a CPU with native bfloat16")."""
     from PIL import Image
 
     kw = dict(seed=0, ensemble_size=1)
@@ -132,9 +132,9 @@ def test_fast_tier_on_the_trained_demo_model_is_within_tolerance():
         ("cast", dict(dtype="bfloat16", channels_last=True))]}
     out = {name: [p.predict(x, **kw).prediction for x in photos] for name, p in predictors.items()}
     dev = {name: [depth_absrel(a, b) for a, b in zip(out[name], out["exact"])] for name in ("autocast", "cast")}
-    assert all(0 < d <= 1.5 * FAST_TIER_ABSREL_TOL for d in dev["autocast"]), dev
-    assert np.mean(dev["autocast"]) <= FAST_TIER_ABSREL_TOL, dev
-    assert np.mean(dev["autocast"]) < 0.8 * np.mean(dev["cast"]), dev
+    assert all(0 < d <= FAST_TIER_ABSREL_TOL for d in dev["autocast"]), dev
+    assert np.mean(dev["autocast"]) <= 0.8 * FAST_TIER_ABSREL_TOL, dev
+    assert np.mean(dev["autocast"]) < 0.5 * np.mean(dev["cast"]), dev
 
 
 def test_fast_predictor_elsewhere_is_the_float32_reference(depth_ckpt, monkeypatch):

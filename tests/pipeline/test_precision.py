@@ -130,3 +130,43 @@ def test_prepared_float32_tensors_no_longer_share_the_loaded_file_memory(depth_c
         assert torch.equal(t, before[n][1]), n
     prepare_for_autocast(vae, "bfloat16")  # idempotent on a prepared model
     assert all(torch.equal(t, before[n][1]) for n, t in vae.state_dict().items() if t.dtype == torch.float32)
+
+
+def _output_dtypes(model: torch.nn.Module, classes: tuple[str, ...], run) -> dict[str, set]:
+    """``{class name: dtypes of those modules' outputs}`` while ``run()`` calls ``model`` under bf16 autocast."""
+    seen: dict[str, set] = {}
+    hooks = [m.register_forward_hook(lambda m, i, o, c=c: seen.setdefault(c, set()).add(
+        (o[0] if isinstance(o, tuple) else o).dtype)) for m in model.modules()
+        for c in [next((c for c in classes if c in type(m).__name__), None)] if c is not None]
+    with torch.inference_mode(), torch.autocast("cpu", dtype=B):
+        run()
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+def test_autocast_keeps_the_residual_streams_float32(depth_ckpt):
+    """Every block (resnet, sampler, attention, transformer) hands float32 on, while its convolutions compute in
+    bf16: in the UNet every half-precision layer returns float32, in the VAE the ones that write into a stream."""
+    p = Predictor.from_pretrained(depth_ckpt, autocast="bfloat16")
+    blocks = ("ResnetBlock2D", "Upsample2D", "Downsample2D", "Transformer2DModel", "Attention")
+    text = p.components.empty_text_embedding.float()
+    unet = _output_dtypes(p.unet, (*blocks, "Conv2d", "Linear"),
+                          lambda: p.unet(torch.randn(1, 8, 8, 8), 999, encoder_hidden_states=text))
+    assert {"ResnetBlock2D", "Transformer2DModel", "Downsample2D", "Conv2d", "Linear"} <= set(unet)
+    assert all(dtypes == {torch.float32} for dtypes in unet.values()), unet
+    resnet = p.vae.decoder.up_blocks[0].resnets[0]
+    vae = _output_dtypes(p.vae, blocks,
+                         lambda: p.vae.decode(p.vae.encode(torch.randn(1, 3, 32, 32)).latent_dist.mode()))
+    inner = _output_dtypes(resnet.conv1, ("Conv2d",), lambda: resnet(torch.randn(1, resnet.in_channels, 4, 4), None))
+    assert {"ResnetBlock2D", "Upsample2D", "Downsample2D", "Attention"} <= set(vae)
+    assert all(dtypes == {torch.float32} for dtypes in vae.values()), vae
+    assert inner == {"Conv2d": {B}} and resnet.conv1.weight.dtype == resnet.conv2.weight.dtype == B
+    assert type(resnet.conv2).__name__ == "Float32OutputConv2d"
+    prepare_for_autocast(p.vae, "bfloat16", float32_outputs="all")  # preparing again applies the new choice
+    inner = _output_dtypes(resnet.conv1, ("Conv2d",), lambda: resnet(torch.randn(1, resnet.in_channels, 4, 4), None))
+    assert inner == {"Conv2d": {torch.float32}}
+    prepare_for_autocast(p.vae, "bfloat16")
+    assert type(resnet.conv1) is torch.nn.Conv2d and type(resnet.conv2).__name__ == "Float32OutputConv2d"
+    with pytest.raises(ValueError, match="float32_outputs 'some': use one of all, residual"):
+        prepare_for_autocast(p.vae, "bfloat16", float32_outputs="some")

@@ -103,7 +103,8 @@ class Predictor:
                 stride=self.latent_stride, dtype=self.dtype, device=self.device)
         for module in (self.unet, self.vae, self.tiny_decoder):
             if module is not None and self.autocast is not None:
-                prepare_for_autocast(module, self.autocast)
+                # the UNet works at latent resolution, where float32 activations everywhere are cheap
+                prepare_for_autocast(module, self.autocast, "all" if module is self.unet else "residual")
             if module is not None and self.channels_last:
                 module.to(memory_format=torch.channels_last)
         self.calls: ModelCalls = self._autocast(
