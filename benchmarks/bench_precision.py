@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     cols = ["ensemble", "variant", "mean", "median", "p90", "worst"]
     cols += ["> 0.5 %", "aligned mean"] if is_depth else []
     print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols), flush=True)
-    scale, unit = (100, " %") if key == "absrel" else (1, "")
+    scale, unit = {"absrel": (100, " %"), "angular_deg": (1, "°")}.get(key, (1, ""))
     for ens in (int(e) for e in a.ensembles.split(",")):
         kw = dict(seed=a.seed, ensemble_size=ens, num_inference_steps=a.steps,
                   processing_resolution=a.processing_resolution)
