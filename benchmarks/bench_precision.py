@@ -49,10 +49,10 @@ def as_batch(prediction: np.ndarray) -> torch.Tensor:
 def aligned_absrel(pred: np.ndarray, ref: np.ndarray) -> float:
     """AbsRel of ``pred`` after a least-squares scale and shift onto ``ref`` (both depth in [0, 1])."""
     from marigold_toolkit.pipeline.backends import depth_absrel
+    from marigold_toolkit.tasks.depth.alignment import align_depth_least_squares
 
-    a = np.stack([pred.ravel(), np.ones(pred.size)], 1).astype(np.float64)
-    coef = np.linalg.lstsq(a, ref.ravel().astype(np.float64), rcond=None)[0]
-    return depth_absrel((a @ coef).reshape(pred.shape), ref)
+    aligned, _, _ = align_depth_least_squares(pred, ref, np.ones(ref.shape, dtype=bool))
+    return depth_absrel(aligned, ref)
 
 
 def predictor_for(variant: str, model: str, exact):
@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     cols += ["> 0.5 %", "aligned mean"] if is_depth else []
     print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols), flush=True)
     scale, unit = {"absrel": (100, " %"), "angular_deg": (1, "°")}.get(key, (1, ""))
+    rows = {variant: predictor_for(variant, a.model, exact) for variant in variants}
     for ens in (int(e) for e in a.ensembles.split(",")):
         kw = dict(seed=a.seed, ensemble_size=ens, num_inference_steps=a.steps,
                   processing_resolution=a.processing_resolution)
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             kw["ensembling_kwargs"] = {"method": a.ensembling_method}
         ref = [exact.predict(x, **kw).prediction for x in samples]
         for variant in variants:
-            predictor, calls = predictor_for(variant, a.model, exact)
+            predictor, calls = rows[variant]
             saved = predictor.calls
             if calls is not None:
                 predictor.calls = calls

@@ -27,7 +27,7 @@ def test_views_and_the_aligned_deviation():
     assert [a.shape for a in v] == [(10, 20, 3), (10, 20, 3), (10, 14, 3), (7, 20, 3)]
     assert np.array_equal(v[1], x[:, ::-1]) and np.array_equal(v[3], x[3:])
     ref = np.linspace(0.1, 1.0, 50).reshape(5, 10)
-    assert mod.aligned_absrel(0.5 * ref + 0.2, ref) < 1e-12  # an affine change is removed exactly
+    assert mod.aligned_absrel(0.5 * ref + 0.2, ref) < 1e-6  # an affine change is removed (a float32 fit)
     assert mod.as_batch(ref).shape == (1, 1, 5, 10) and mod.as_batch(np.zeros((5, 10, 3))).shape == (1, 3, 5, 10)
 
 

@@ -133,11 +133,20 @@ def test_prepared_float32_tensors_no_longer_share_the_loaded_file_memory(depth_c
 
 
 def _output_dtypes(model: torch.nn.Module, classes: tuple[str, ...], run) -> dict[str, set]:
-    """``{class name: dtypes of those modules' outputs}`` while ``run()`` calls ``model`` under bf16 autocast."""
+    """``{class name: dtypes of those modules' outputs}`` while ``run()`` calls ``model`` under bf16 autocast (a
+    module counts for the first of ``classes`` its class name contains)."""
     seen: dict[str, set] = {}
-    hooks = [m.register_forward_hook(lambda m, i, o, c=c: seen.setdefault(c, set()).add(
-        (o[0] if isinstance(o, tuple) else o).dtype)) for m in model.modules()
-        for c in [next((c for c in classes if c in type(m).__name__), None)] if c is not None]
+
+    def record(name):
+        def hook(module, args, out):
+            seen.setdefault(name, set()).add((out[0] if isinstance(out, tuple) else out).dtype)
+        return hook
+
+    hooks = []
+    for m in model.modules():
+        name = next((c for c in classes if c in type(m).__name__), None)
+        if name is not None:
+            hooks.append(m.register_forward_hook(record(name)))
     with torch.inference_mode(), torch.autocast("cpu", dtype=B):
         run()
     for h in hooks:

@@ -103,9 +103,9 @@ _SUBCLASSES: dict[tuple[type, type], type] = {}
 
 def _with_mixin(module: torch.nn.Module, mixin: type) -> None:
     """Give ``module`` the class ``<mixin><its class>`` (once; ``state_dict`` keys and values are unchanged)."""
-    cls = type(module)
     if isinstance(module, mixin):
         return
+    cls = type(module)
     if (mixin, cls) not in _SUBCLASSES:
         _SUBCLASSES[mixin, cls] = type(f"{mixin.prefix}{cls.__name__}", (mixin, cls), {})
     module.__class__ = _SUBCLASSES[mixin, cls]
