@@ -55,15 +55,15 @@ def aligned_absrel(pred: np.ndarray, ref: np.ndarray) -> float:
     return depth_absrel(aligned, ref)
 
 
-def predictor_for(variant: str, model: str, exact):
-    """The predictor of one row: its own models for ``autocast``/``cast``; for ``autocast:PART`` the float32
-    predictor ``exact`` with that one model call taken from an autocast predictor."""
+def predictor_for(variant: str, model: str, exact, mixed):
+    """The predictor of one row: its own models for ``cast``; ``mixed`` (the one autocast predictor) for
+    ``autocast``; for ``autocast:PART`` the float32 predictor ``exact`` with that one model call taken from
+    ``mixed``."""
     from marigold_toolkit import Predictor
     from marigold_toolkit.pipeline.backends import ModelCalls
 
     if variant == "cast":
         return Predictor.from_pretrained(model, dtype="bfloat16", channels_last=True), None
-    mixed = Predictor.from_pretrained(model, autocast="bfloat16", channels_last=True)
     if variant == "autocast":
         return mixed, None
     call = {"unet": "unet", "encoder": "encode", "decoder": "decode"}[variant.split(":", 1)[1]]
@@ -113,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     cols += ["> 0.5 %", "aligned mean"] if is_depth else []
     print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols), flush=True)
     scale, unit = {"absrel": (100, " %"), "angular_deg": (1, "°")}.get(key, (1, ""))
-    rows = {variant: predictor_for(variant, a.model, exact) for variant in variants}
+    mixed = (Predictor.from_pretrained(a.model, autocast="bfloat16", channels_last=True)
+             if any(v.startswith("autocast") for v in variants) else None)
+    rows = {variant: predictor_for(variant, a.model, exact, mixed) for variant in variants}
     for ens in (int(e) for e in a.ensembles.split(",")):
         kw = dict(seed=a.seed, ensemble_size=ens, num_inference_steps=a.steps,
                   processing_resolution=a.processing_resolution)
